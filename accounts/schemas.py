@@ -1,0 +1,32 @@
+from datetime import datetime
+from typing import Annotated
+
+from ninja import Schema
+from pydantic import ConfigDict, StringConstraints
+
+Credential = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class TokenIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    username: Credential
+    password: Credential
+
+
+class TokenOut(Schema):
+    token: str
+    expires: datetime
+
+
+class UserOut(Schema):
+    id: int
+    username: str
+    email: str
+    is_staff: bool
+    date_joined: datetime
+
+
+class UserPageOut(Schema):
+    items: list[UserOut]
+    next: str | None

@@ -1,0 +1,67 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
+from django.utils import timezone
+
+from .models import ApiToken, hash_token, new_raw_token
+
+
+def token_create(*, user: AbstractBaseUser) -> tuple[str, ApiToken]:
+    """A new bearer token for `user`: the raw value (shown once) and its stored record."""
+    raw = new_raw_token()
+    token = ApiToken.objects.create(
+        user=user,
+        key_hash=hash_token(raw),
+        expires=timezone.now() + timedelta(seconds=settings.API_TOKEN_LIFETIME_SECONDS),
+    )
+    return raw, token
+
+
+def token_login(*, username: str, password: str) -> tuple[str, ApiToken] | None:
+    """A token for valid, active credentials; None otherwise (never says which part was wrong)."""
+    user = authenticate(username=username, password=password)
+    if user is None or not user.is_active:
+        return None
+    return token_create(user=user)
+
+
+def token_user(*, raw: str) -> tuple[AbstractBaseUser, ApiToken] | None:
+    """The active user behind a live token, in one indexed query."""
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=hash_token(raw), expires__gt=timezone.now(), user__is_active=True)
+        .first()
+    )
+    if token is None:
+        return None
+    return token.user, token
+
+
+def token_revoke(*, token: ApiToken) -> None:
+    token.delete()
+
+
+def superuser_ensure(*, username: str, password: str, email: str, reset_password: bool) -> str:
+    """Create the superuser once; change its password only when asked. Says what it did.
+
+    Never invents a password: without one, nothing is created.
+    """
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        if not password:
+            return f"superuser {username!r} not created: DJANGO_SUPERUSER_PASSWORD is not set"
+        user = User(username=username, email=email, is_staff=True, is_superuser=True)
+        validate_password(password, user)
+        user.set_password(password)
+        user.save()
+        return f"superuser {username!r} created"
+    if reset_password and password:
+        validate_password(password, user)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        return f"superuser {username!r} exists; password updated"
+    return f"superuser {username!r} exists"

@@ -1,0 +1,155 @@
+"""Read configuration from the environment: typed values, `*_FILE` secrets, clear errors.
+
+Plain functions so that settings parsing can be tested without reloading Django.
+"""
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+# Values copied from tutorials and templates that must never protect a real deployment.
+KNOWN_INSECURE_SECRETS = {"changeme", "secret", "password", "django-insecure", "your-secret-key"}
+
+
+def get_str(name: str, default: str = "", environ: Mapping[str, str] = os.environ) -> str:
+    """A value from NAME, or from the file named by NAME_FILE (Docker/Kubernetes secrets)."""
+    file_name = environ.get(f"{name}_FILE")
+    if file_name:
+        if name in environ:
+            raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as error:
+            raise ImproperlyConfigured(
+                f"{name}_FILE={file_name} cannot be read: {error.strerror}."
+            ) from error
+    return environ.get(name, default)
+
+
+def get_bool(name: str, default: bool, environ: Mapping[str, str] = os.environ) -> bool:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use true or false.")
+
+
+def get_int(name: str, default: int, environ: Mapping[str, str] = os.environ) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+
+
+def get_list(name: str, default: list[str], environ: Mapping[str, str] = os.environ) -> list[str]:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_from_environment(environ: Mapping[str, str] = os.environ) -> dict | None:
+    """The configured PostgreSQL as Django settings, or None when nothing is configured.
+
+    `DATABASE_URL` wins; otherwise the tutorial-style `DB_HOST`/`DB_PORT`/`DB_NAME`/`DB_USER`/
+    `DB_PASS`. None means: use the embedded PostgreSQL.
+    """
+    url = get_str("DATABASE_URL", environ=environ)
+    if url:
+        return parse_database_url(url)
+    host = environ.get("DB_HOST", "")
+    if not host:
+        return None
+    return {
+        "HOST": host,
+        "PORT": get_int("DB_PORT", 5432, environ),
+        "NAME": environ.get("DB_NAME") or "postgres",
+        "USER": environ.get("DB_USER") or "postgres",
+        "PASSWORD": get_str("DB_PASS", environ=environ),
+        "OPTIONS": {},
+    }
+
+
+def parse_database_url(url: str) -> dict:
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must start with postgres:// (got {parts.scheme or 'no'} scheme)."
+        )
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise ImproperlyConfigured("DATABASE_URL has an invalid port.") from None
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise ImproperlyConfigured("DATABASE_URL names no database (postgres://user@host/NAME).")
+    return {
+        # A host given as %2Fpath is a Unix socket folder, as libpq allows.
+        "HOST": unquote(parts.hostname or ""),
+        "PORT": port,
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "OPTIONS": dict(parse_qsl(parts.query)),
+    }
+
+
+def check_secret_key(key: str) -> str:
+    """Refuse keys that are empty, short, or copied from a tutorial."""
+    if not key:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+    insecure = (
+        len(key) < 50
+        or len(set(key)) < 5
+        or key.startswith("django-insecure")
+        or key.lower() in KNOWN_INSECURE_SECRETS
+    )
+    if insecure:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is insecure (under 50 characters, repetitive or a known "
+            "example). Generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+    return key
+
+
+def local_secret_key(data_dir: Path) -> str:
+    """The key kept in the local data folder, created on first use.
+
+    Only for the embedded runtime: sessions survive restarts, and nothing has to be configured.
+    """
+    path = data_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    # Written aside, then linked into place: two processes starting at once agree on one key.
+    draft = data_dir / f".secret_key.{os.getpid()}"
+    with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(key + "\n")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        key = path.read_text().strip()
+    finally:
+        draft.unlink()
+    return key

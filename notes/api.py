@@ -1,0 +1,61 @@
+from typing import Annotated
+
+from django.http import Http404
+from ninja import Query, Router, Status
+from ninja.errors import HttpError
+from pydantic import Field, StringConstraints
+
+from . import selectors, services
+from .schemas import NO_NUL, NoteIn, NoteOut, NotePageOut, NotePatch
+
+router = Router(tags=["notes"])
+
+NoteId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+SearchText = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
+
+
+def _owned_note(request, note_id: int):
+    note = selectors.note_get(owner=request.auth.user, note_id=note_id)
+    if note is None:
+        raise Http404
+    return note
+
+
+@router.post("", response={201: NoteOut})
+def create_note(request, payload: NoteIn):
+    return Status(201, services.note_create(owner=request.auth.user, **payload.dict()))
+
+
+@router.get("", response=NotePageOut)
+def list_notes(
+    request,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[SearchText | None, Query()] = None,
+    tag: Annotated[SearchText | None, Query()] = None,
+    q: Annotated[SearchText | None, Query(description="Full-text search (web syntax)")] = None,
+):
+    try:
+        return selectors.note_list(
+            owner=request.auth.user, limit=limit, cursor=cursor, tag=tag, query=q
+        )
+    except selectors.InvalidCursor as error:
+        raise HttpError(400, f"cursor: {error}") from None
+
+
+@router.get("/{note_id}", response=NoteOut)
+def get_note(request, note_id: NoteId):
+    return _owned_note(request, note_id)
+
+
+@router.patch("/{note_id}", response=NoteOut)
+def update_note(request, note_id: NoteId, payload: NotePatch):
+    changes = payload.dict(exclude_unset=True)
+    if any(value is None for value in changes.values()):
+        raise HttpError(422, "title, body and tags cannot be null")
+    return services.note_update(note=_owned_note(request, note_id), changes=changes)
+
+
+@router.delete("/{note_id}", response={204: None})
+def delete_note(request, note_id: NoteId):
+    services.note_delete(note=_owned_note(request, note_id))
+    return Status(204, None)

@@ -1,0 +1,40 @@
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
+from django.db import models
+from django.utils import timezone
+
+TITLE_MAX_LENGTH = 200
+BODY_MAX_LENGTH = 100_000
+TAG_MAX_LENGTH = 50
+MAX_TAGS = 20
+SEARCH_CONFIG = "english"
+
+
+def search_vector() -> SearchVector:
+    """The full-text document of a note; queries must use this same expression to hit the index."""
+    return SearchVector("title", "body", config=SEARCH_CONFIG)
+
+
+class Note(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notes"
+    )
+    title = models.CharField(max_length=TITLE_MAX_LENGTH)
+    body = models.TextField(blank=True, default="")
+    tags = ArrayField(models.CharField(max_length=TAG_MAX_LENGTH), default=list, blank=True)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            # The list endpoint: one owner's notes, newest first, walked by cursor.
+            models.Index(fields=["owner", "-created", "-id"], name="note_owner_created"),
+            GinIndex(fields=["tags"], name="note_tags"),
+            GinIndex(search_vector(), name="note_search"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
