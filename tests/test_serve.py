@@ -1,0 +1,213 @@
+"""The README's first command, for real: `manage.py serve` as a process, stopped and started.
+
+These tests start the production server (gunicorn) on the embedded PostgreSQL in a throwaway
+data folder, talk to it over HTTP, and stop it with SIGTERM as Ctrl-C or `docker stop` would.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SUPERUSER = {"username": "founder", "password": "a-long-and-unguessable-passphrase"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def command_env(data_dir: Path, **extra: str) -> dict:
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DB_", "DATABASE_URL"))
+    }
+    return {
+        **environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATA_DIR": str(data_dir),
+        "WEB_CONCURRENCY": "2",
+        "ACCESS_LOG": "false",
+        **extra,
+    }
+
+
+def manage(data_dir: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=command_env(data_dir, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class Server:
+    def __init__(self, data_dir: Path, **extra: str):
+        self.port = free_port()
+        self.log = data_dir.parent / f"serve-{self.port}.log"
+        superuser = {
+            "DJANGO_SUPERUSER_USERNAME": SUPERUSER["username"],
+            "DJANGO_SUPERUSER_PASSWORD": SUPERUSER["password"],
+        }
+        environ = command_env(data_dir, PORT=str(self.port), **{**superuser, **extra})
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "serve"],
+                cwd=REPO,
+                env=environ,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started = time.monotonic()
+        self.ready_after = self.wait_ready()
+
+    def request(self, method: str, path: str, body=None, token: str | None = None):
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def wait_ready(self, timeout: float = 90) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited early:\n{self.log.read_text()}")
+            try:
+                if self.request("GET", "/readyz")[0] == 200:
+                    return time.monotonic() - self.started
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"serve never became ready:\n{self.log.read_text()}")
+
+    def token(self) -> str | None:
+        status, body = self.request("POST", "/api/v1/auth/token", SUPERUSER)
+        return body["token"] if status == 201 else None
+
+    def stop(self) -> int:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+def postgres_running_in(data_dir: Path) -> bool:
+    found = subprocess.run(["pgrep", "-f", f"postgres -D {data_dir}"], capture_output=True)
+    return found.returncode == 0
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    yield tmp_path / "data"
+    subprocess.run(["pkill", "-KILL", "-f", str(tmp_path)], check=False)
+
+
+def test_notes_and_the_superuser_survive_a_restart(data_dir, tmp_path):
+    first = Server(data_dir)
+    token = first.token()
+    assert token, "the superuser from DJANGO_SUPERUSER_* can get a token"
+    status, note = first.request(
+        "POST", "/api/v1/notes", {"title": "kept", "body": "survives restarts"}, token
+    )
+    assert status == 201
+    assert first.stop() == 0, "a clean exit on SIGTERM"
+    assert not postgres_running_in(data_dir), "PostgreSQL is stopped with the app"
+
+    second = Server(data_dir)
+    status, fetched = second.request("GET", f"/api/v1/notes/{note['id']}", token=second.token())
+    assert (status, fetched["body"]) == (200, "survives restarts")
+    assert second.stop() == 0
+
+    # Negative control: a fresh data folder has neither the note nor the superuser's data.
+    fresh = Server(tmp_path / "fresh", DJANGO_SUPERUSER_USERNAME="")
+    assert fresh.token() is None
+    assert fresh.stop() == 0
+
+
+def test_a_second_serve_in_the_same_folder_attaches_and_leaves_the_first_running(data_dir):
+    first = Server(data_dir)
+    second = Server(data_dir)
+    assert second.request("GET", "/readyz")[0] == 200
+    assert second.stop() == 0
+    assert first.request("GET", "/readyz")[0] == 200, "the first still has its database"
+    assert first.stop() == 0
+    assert not postgres_running_in(data_dir)
+
+
+def test_manage_commands_use_the_same_database_with_or_without_serve(data_dir):
+    assert manage(data_dir, "migrate", "--noinput").returncode == 0
+    created = manage(
+        data_dir,
+        "createsuperuser",
+        "--noinput",
+        DJANGO_SUPERUSER_USERNAME="made-by-command",
+        DJANGO_SUPERUSER_PASSWORD="another-long-passphrase",
+        DJANGO_SUPERUSER_EMAIL="a@example.com",
+    )
+    assert created.returncode == 0, created.stderr
+    assert not postgres_running_in(data_dir), "a command leaves no server behind"
+
+    server = Server(data_dir)
+    count_users = "from django.contrib.auth.models import User; print(User.objects.count())"
+    while_serving = manage(data_dir, "shell", "--no-imports", "-c", count_users)
+    assert while_serving.returncode == 0, while_serving.stderr
+    assert while_serving.stdout.strip() == "2", "the command's superuser and serve's"
+    psql = manage(data_dir, "dbshell", "--", "-tAc", "SELECT username FROM auth_user ORDER BY 1")
+    assert (psql.returncode, psql.stdout.split()) == (0, ["founder", "made-by-command"])
+    assert server.stop() == 0
+    assert not postgres_running_in(data_dir)
+
+
+def test_a_weak_superuser_password_stops_start_up_with_one_clear_line(data_dir):
+    result = manage(
+        data_dir,
+        "prepare",
+        DJANGO_SUPERUSER_USERNAME="admin",
+        DJANGO_SUPERUSER_PASSWORD="password",
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "CommandError: DJANGO_SUPERUSER_PASSWORD is too weak: This password is too common."
+    ]
+
+
+def test_a_deployment_without_a_secret_key_refuses_to_start_in_one_line(data_dir):
+    result = manage(data_dir, "serve", DATABASE_URL="postgres://app@db.invalid/app")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: DJANGO_SECRET_KEY is not set")
+
+
+def test_an_unreachable_database_is_waited_for_then_reported(data_dir):
+    result = manage(
+        data_dir,
+        "prepare",
+        DATABASE_URL=f"postgres://app@127.0.0.1:{free_port()}/app",
+        DJANGO_SECRET_KEY="x7" * 30 + "-not-a-real-key-just-long-enough",
+        DB_WAIT_TIMEOUT="2",
+    )
+    assert result.returncode == 1
+    assert "Waiting for the database" in result.stdout
+    assert "did not answer within 2 s" in result.stderr
