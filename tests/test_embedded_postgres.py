@@ -109,7 +109,7 @@ def test_data_from_another_major_version_is_refused_and_left_alone(tmp_path):
     (pgdata / "PG_VERSION").write_text("17\n")
     before = sorted(p.name for p in pgdata.iterdir())
     with pytest.raises(
-        EmbeddedPostgresError, match="holds PostgreSQL 17 data.*Nothing was changed"
+        EmbeddedPostgresError, match=r"holds PostgreSQL 17 data.*Nothing was changed"
     ):
         EmbeddedPostgres(tmp_path).ensure_running()
     assert sorted(p.name for p in pgdata.iterdir()) == before

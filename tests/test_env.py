@@ -68,7 +68,7 @@ def test_file_variant_reads_a_secret_from_a_file(tmp_path):
 
 
 def test_file_variant_that_cannot_be_read_is_a_clear_error(tmp_path):
-    with pytest.raises(ImproperlyConfigured, match="DB_PASS_FILE=.*cannot be read"):
+    with pytest.raises(ImproperlyConfigured, match=r"DB_PASS_FILE=.*cannot be read"):
         env.get_str("DB_PASS", environ={"DB_PASS_FILE": str(tmp_path / "missing")})
 
 
