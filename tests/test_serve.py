@@ -107,8 +107,8 @@ class Server:
         status, body = self.request("POST", "/api/v1/auth/token", SUPERUSER)
         return body["token"] if status == 201 else None
 
-    def stop(self) -> int:
-        os.killpg(self.process.pid, signal.SIGTERM)
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        os.killpg(self.process.pid, signum)
         return self.process.wait(timeout=60)
 
 
@@ -143,6 +143,14 @@ def test_notes_and_the_superuser_survive_a_restart(data_dir, tmp_path):
     fresh = Server(tmp_path / "fresh", DJANGO_SUPERUSER_USERNAME="")
     assert fresh.token() is None
     assert fresh.stop() == 0
+
+
+def test_ctrl_c_stops_the_server_and_postgresql_cleanly(data_dir):
+    server = Server(data_dir)
+    # Ctrl-C in a terminal sends SIGINT to the whole foreground process group.
+    assert server.stop(signal.SIGINT) == 0
+    assert not postgres_running_in(data_dir)
+    assert "database system is shut down" in (data_dir / "postgres.log").read_text()
 
 
 def test_a_second_serve_in_the_same_folder_attaches_and_leaves_the_first_running(data_dir):
