@@ -4,7 +4,8 @@ from typing import Annotated
 from ninja import Schema
 from pydantic import ConfigDict, StringConstraints
 
-Credential = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# No NUL: PostgreSQL cannot compare text with it, so the lookup would fail instead of not matching.
+Credential = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
 
 
 class TokenIn(Schema):

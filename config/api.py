@@ -1,10 +1,12 @@
 """The project's one NinjaAPI: routers, JSON in and out, and errors as JSON with a clear message."""
 
+import functools
+
 import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
-from django.http import Http404
+from django.http import Http404, HttpResponseNotAllowed
 from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
@@ -47,9 +49,37 @@ def _error(request, status: int, detail: str, errors: list | None = None):
 
 
 def _field_name(error: dict) -> str:
-    # ("body", "payload", "title") -> "title"; ("query", "limit") -> "limit"
-    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "payload", "query")]
+    # ("body", "payload", "title") -> "title"; ("query", "limit") -> "limit"; only the leading
+    # source is dropped, so a field that is itself called "body" keeps its name.
+    loc = [str(part) for part in error.get("loc", ())]
+    if loc[:1] == ["body"]:
+        loc = loc[2:] if loc[1:2] == ["payload"] else loc[1:]
+    elif loc[:1] in (["query"], ["path"], ["header"], ["cookie"]):
+        loc = loc[1:]
     return ".".join(loc) or "request"
+
+
+def _json_method_not_allowed(view):
+    """ninja answers a method that a path lacks in plain text; make it JSON like every error."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = ", ".join(sorted(response["Allow"].split(", ")))  # ninja's is a set
+            response = _error(request, 405, f"Method {request.method} not allowed; use {allowed}.")
+            response["Allow"] = allowed
+        return response
+
+    return wrapper
+
+
+def api_urls():
+    """The API's URL patterns for `include`: `api.urls`, with a 405 in JSON too."""
+    patterns, app_name, namespace = api.urls
+    for pattern in patterns:
+        pattern.callback = _json_method_not_allowed(pattern.callback)
+    return patterns, app_name, namespace
 
 
 @api.exception_handler(ValidationError)

@@ -1,13 +1,15 @@
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery
 from django.db.models import Q, QuerySet
 
 from .models import SEARCH_CONFIG, Note, search_vector
+
+MAX_ID = 2**63 - 1  # bigint: a larger id in a cursor would make PostgreSQL refuse the query
 
 
 class InvalidCursor(ValueError):
@@ -30,10 +32,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, note_id = raw.split("|")
         when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
+        if when.tzinfo is None or not (note_id.isascii() and note_id.isdigit()):
             raise ValueError
-        return when, int(note_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        if not 0 < int(note_id) <= MAX_ID:
+            raise ValueError
+        # In UTC, or overflowing here rather than in PostgreSQL (e.g. 9999-12-31T23:59-23:59).
+        return when.astimezone(UTC), int(note_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor("cursor is not one this API returned") from None
 
 
