@@ -170,8 +170,8 @@ class EmbeddedPostgres:
 
     def ensure_running(self, say=lambda message: None) -> None:
         """Initialise on first use, start unless running, and join the clients. Idempotent."""
-        if self._owner_pid == os.getpid():
-            return
+        if self._clients_lock is not None:
+            return  # this process, or the server process it was forked from, already joined
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._start_lock():
             if not self.is_initialised():
