@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # Production image: `python manage.py serve` (wait for the database, migrate under a lock,
 # ensure the superuser, then gunicorn on $LISTEN_HOST:$PORT).
 #
@@ -7,6 +5,9 @@
 #
 # PYTHON_IMAGE picks the base of both stages, so a mirror or a stand-in image can be used
 # without editing this file:  docker build --build-arg PYTHON_IMAGE=mirror.example/python:3.13-slim .
+# No `# syntax=` line on purpose: it makes every build fetch the Dockerfile frontend image from
+# Docker Hub, which fails offline or where only a mirror is reachable. The engine's built-in
+# frontend (BuildKit, Docker 20.10 and later) handles everything used here.
 #
 # Behind a TLS-inspecting corporate proxy, pass the proxy's CA bundle as a build secret
 # (a full PEM bundle: the public roots plus your proxy's CA). pip and uv trust it for the
