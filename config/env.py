@@ -98,14 +98,50 @@ def parse_database_url(url: str) -> dict:
     if not name:
         raise ImproperlyConfigured("DATABASE_URL names no database (postgres://user@host/NAME).")
     return {
-        # A host given as %2Fpath is a Unix socket folder, as libpq allows.
-        "HOST": unquote(parts.hostname or ""),
+        "HOST": _host(parts.netloc),
         "PORT": port,
         "NAME": name,
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "OPTIONS": dict(parse_qsl(parts.query)),
     }
+
+
+def database_replicas_from_environment(
+    primary: dict, environ: Mapping[str, str] = os.environ
+) -> list[dict]:
+    """Read replicas from `DATABASE_REPLICA_URLS` (comma-separated); empty when unset.
+
+    A replica URL may leave out the user and password: the primary's are used, as with one
+    role served by several hosts (CloudNativePG's `-ro` service). Options the URL leaves out
+    (`sslmode`, ...) are the primary's too.
+    """
+    replicas = []
+    for url in get_str("DATABASE_REPLICA_URLS", environ=environ).split(","):
+        if not url.strip():
+            continue
+        try:
+            replica = parse_database_url(url.strip())
+        except ImproperlyConfigured as error:
+            raise ImproperlyConfigured(f"DATABASE_REPLICA_URLS: {error}") from None
+        if not replica["USER"]:
+            replica["USER"], replica["PASSWORD"] = primary["USER"], primary["PASSWORD"]
+        elif not replica["PASSWORD"] and replica["USER"] == primary["USER"]:
+            replica["PASSWORD"] = primary["PASSWORD"]
+        replica["OPTIONS"] = {**primary.get("OPTIONS", {}), **replica["OPTIONS"]}
+        replicas.append(replica)
+    return replicas
+
+
+def _host(netloc: str) -> str:
+    """The host as written: urlsplit's `hostname` lowercases it, which breaks socket paths.
+
+    A host given as %2Fpath is a Unix socket folder, as libpq allows.
+    """
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):  # [IPv6]:port
+        return host[1 : host.index("]")]
+    return unquote(host.partition(":")[0])
 
 
 def check_secret_key(key: str) -> str:

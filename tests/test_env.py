@@ -26,6 +26,18 @@ def test_database_url_is_parsed_with_escapes_and_options():
 
 
 @pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("postgres://u@%2Ftmp%2FMy%20Project%2Frun/db", "/tmp/My Project/run"),
+        ("postgres://u:p@[::1]:5433/db", "::1"),
+        ("postgres://DB.example/db", "DB.example"),
+    ],
+)
+def test_database_url_hosts_keep_their_spelling(url, host):
+    assert env.parse_database_url(url)["HOST"] == host
+
+
+@pytest.mark.parametrize(
     ("url", "complaint"),
     [
         ("mysql://u@h/db", "postgres://"),
