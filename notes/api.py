@@ -1,9 +1,11 @@
 from typing import Annotated
 
-from django.http import Http404
-from ninja import Query, Router, Status
+from django.http import Http404, HttpResponse
+from ninja import Header, Query, Router, Status
 from ninja.errors import HttpError
 from pydantic import Field, StringConstraints
+
+from idempotency import services as idempotency
 
 from . import selectors, services
 from .schemas import NO_NUL, NoteIn, NoteOut, NotePageOut, NotePatch
@@ -12,6 +14,16 @@ router = Router(tags=["notes"])
 
 NoteId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 SearchText = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="1 to 255 printable ASCII characters, unique per note (a UUID): a retry "
+        "with the same key and body gets the first answer, with `Idempotent-Replayed: true`, "
+        "instead of a second note. Keys are kept 24 hours.",
+        example="5f0c8a4e-2b1d-4c6e-9a53-0d1e2f3a4b5c",
+    ),
+]
 
 
 def _owned_note(request, note_id: int):
@@ -22,8 +34,35 @@ def _owned_note(request, note_id: int):
 
 
 @router.post("", response={201: NoteOut})
-def create_note(request, payload: NoteIn):
-    return Status(201, services.note_create(owner=request.auth.user, **payload.dict()))
+def create_note(
+    request, response: HttpResponse, payload: NoteIn, idempotency_key: IdempotencyKey = None
+):
+    owner = request.auth.user
+    if idempotency_key is None:
+        return Status(201, services.note_create(owner=owner, **payload.dict()))
+    if not idempotency.key_is_valid(idempotency_key):
+        raise HttpError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.")
+
+    def create() -> tuple[int, dict]:
+        note = services.note_create(owner=owner, **payload.dict())
+        return 201, NoteOut.from_orm(note).model_dump(mode="json")
+
+    try:
+        outcome = idempotency.run_once(
+            owner=owner,
+            key=idempotency_key,
+            fingerprint=idempotency.request_fingerprint(
+                method=request.method, path=request.path, body=request.body
+            ),
+            action=create,
+        )
+    except idempotency.KeyReused:
+        raise HttpError(
+            422, "Idempotency-Key was already used with a different request; use a new key."
+        ) from None
+    if outcome.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return Status(outcome.status, outcome.body)
 
 
 @router.get("", response=NotePageOut)

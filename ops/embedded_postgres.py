@@ -15,6 +15,7 @@ to an ordinary id (files stay root's on disk), or, where namespaces are forbidde
 import atexit
 import fcntl
 import hashlib
+import itertools
 import os
 import secrets
 import shutil
@@ -33,6 +34,9 @@ DATABASE = "keepnotes"
 SOCKET_PORT = 5432
 # A Unix socket path longer than this (sun_path, minus room for ".s.PGSQL.NNNNN") fails.
 MAX_SOCKET_DIR_LENGTH = 90
+# How long a start waits for the orphaned processes of a killed PostgreSQL to exit.
+ORPHANS_EXIT_SECONDS = 30
+_SHARED_MEMORY_IN_USE = "pre-existing shared memory block"
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -149,7 +153,7 @@ class EmbeddedPostgres:
             if os.path.isdir("/proc"):
                 return None
             comm = "postgres"  # no /proc (macOS): trust kill(0) below
-        if comm != "postgres":
+        if comm != "postgres" or _is_zombie(pid):
             return None
         try:
             os.kill(pid, 0)
@@ -292,16 +296,41 @@ class EmbeddedPostgres:
         if version != MAJOR_VERSION:
             raise EmbeddedPostgresError(
                 f"{self.pgdata} holds PostgreSQL {version} data, but this project runs "
-                f"PostgreSQL {MAJOR_VERSION}. Nothing was changed. Export it with PostgreSQL "
-                f"{version}'s pg_dump and restore it here, or set DATA_DIR to another folder."
+                f"PostgreSQL {MAJOR_VERSION}. Nothing was changed. Upgrade it in place with "
+                f"`manage.py upgrade_data` (needs PostgreSQL {version}'s programs), or set "
+                f"DATA_DIR to another folder."
             )
 
     def _start(self, say) -> None:
-        self._clear_stale_pid_file()
+        say(f"Starting PostgreSQL {MAJOR_VERSION} (data in {self.pgdata})")
+        # After a crash (the postmaster killed), its orphaned backends hold the old shared memory
+        # until they notice and exit, usually within a second; until then PostgreSQL refuses to
+        # start ("pre-existing shared memory block ... is still in use"). Wait for them.
+        deadline = time.monotonic() + ORPHANS_EXIT_SECONDS
+        for attempt in itertools.count():
+            log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
+            try:
+                self._start_once()
+                return
+            except EmbeddedPostgresError:
+                refused = _SHARED_MEMORY_IN_USE in _text_since(self.log_file, log_start)
+                if not refused:
+                    raise
+                if time.monotonic() > deadline:
+                    raise EmbeddedPostgresError(
+                        f"PostgreSQL cannot start: processes of an earlier PostgreSQL still use "
+                        f"{self.pgdata} after {ORPHANS_EXIT_SECONDS} s. Stop them (see "
+                        f"`ps -ef | grep postgres`), then start again; see {self.log_file}."
+                    ) from None
+                if attempt == 0:
+                    say("Waiting for the processes of a crashed PostgreSQL to exit")
+                time.sleep(0.2)
+
+    def _start_once(self) -> None:
+        self._clear_stale_lock_files()
         socket_dir = self.socket_dir
         socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         listen = "127.0.0.1" if self.tcp_port else ""
-        say(f"Starting PostgreSQL {MAJOR_VERSION} (data in {self.pgdata})")
         with open(self.log_file, "a") as log:
             process = self._run_postgres_program(
                 [
@@ -341,11 +370,15 @@ class EmbeddedPostgres:
             time.sleep(0.02)
         raise EmbeddedPostgresError(f"PostgreSQL did not start within 60 s; see {self.log_file}")
 
-    def _clear_stale_pid_file(self) -> None:
-        """A pid file left by a crash whose pid now belongs to another program blocks start-up."""
-        pid_file = self.pgdata / "postmaster.pid"
-        if pid_file.exists() and self.running_pid() is None:
-            pid_file.unlink()
+    def _clear_stale_lock_files(self) -> None:
+        """Lock files left by a crash block start-up when their pid now belongs to another
+        program, or to the killed postmaster itself while it waits to be reaped (a zombie)."""
+        if self.running_pid() is not None:
+            return
+        (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+        # The socket folder is this data folder's own: its lock can only be from a dead server.
+        for socket_lock in self.socket_dir.glob(".s.PGSQL.*.lock"):
+            socket_lock.unlink(missing_ok=True)
 
     def _ensure_database(self) -> None:
         with self.connect(dbname="postgres", autocommit=True) as connection:
@@ -367,6 +400,24 @@ class _FileLock:
 
     def __exit__(self, *exc):
         self.file.close()
+
+
+def _is_zombie(pid: int) -> bool:
+    """Killed, but not reaped yet (where init is slow to reap orphans, e.g. in containers)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+def _text_since(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            return file.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def _tail(path: Path, lines: int = 15) -> str:
