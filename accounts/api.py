@@ -1,11 +1,16 @@
 from typing import Annotated
 
-from ninja import Query, Router, Status
+from django.http import Http404
+from ninja import Path, Query, Router, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
+from config.schemas import ErrorOut
+
 from . import selectors, services
-from .schemas import TokenIn, TokenOut, UserOut, UserPageOut
+from .schemas import TokenIn, TokenOut, TokenPageOut, UserOut, UserPageOut
+
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class BearerToken(HttpBearer):
@@ -24,10 +29,16 @@ auth_router = Router(tags=["auth"])
 me_router = Router(tags=["users"])
 
 
-@auth_router.post("/token", response={201: TokenOut}, auth=None)
+@auth_router.post("/token", response={201: TokenOut, 401: ErrorOut, 429: ErrorOut}, auth=None)
 def create_token(request, payload: TokenIn):
-    """Exchange a username and password for a bearer token."""
-    issued = services.token_login(username=payload.username, password=payload.password)
+    """Exchange a username and password for a bearer token.
+
+    After repeated failures for an account or from an address, logins are refused with 429 and
+    a `Retry-After` header, whether or not the password is right.
+    """
+    issued = services.token_login(
+        username=payload.username, password=payload.password, request=request
+    )
     if issued is None:
         raise HttpError(401, "Invalid username or password.")
     raw, token = issued
@@ -36,8 +47,35 @@ def create_token(request, payload: TokenIn):
 
 @auth_router.delete("/token", response={204: None})
 def revoke_token(request):
-    """Revoke the token this request was made with."""
+    """Revoke the token this request was made with (log out)."""
     services.token_revoke(token=request.auth)
+    return Status(204, None)
+
+
+@auth_router.get("/tokens", response=TokenPageOut)
+def list_tokens(
+    request,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+):
+    """The caller's live tokens, newest first; never their values."""
+    tokens, next_cursor = selectors.token_list(
+        user=request.auth.user, limit=limit, before_id=cursor
+    )
+    items = [
+        {"id": t.pk, "created": t.created, "expires": t.expires, "current": t.pk == request.auth.pk}
+        for t in tokens
+    ]
+    return {"items": items, "next": next_cursor}
+
+
+@auth_router.delete("/tokens/{token_id}", response={204: None})
+def delete_token(request, token_id: Id):
+    """Revoke one of the caller's tokens; another user's answers 404, like a missing one."""
+    token = selectors.token_get(user=request.auth.user, token_id=token_id)
+    if token is None:
+        raise Http404
+    services.token_revoke(token=token)
     return Status(204, None)
 
 
@@ -46,7 +84,7 @@ def me(request):
     return request.auth.user
 
 
-@me_router.get("/users", response=UserPageOut)
+@me_router.get("/users", response={200: UserPageOut, 403: ErrorOut})
 def list_users(
     request,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,

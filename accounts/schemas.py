@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Annotated
 
 from ninja import Schema
-from pydantic import ConfigDict, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 # No NUL: PostgreSQL cannot compare text with it, so the lookup would fail instead of not matching.
 Credential = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
@@ -18,6 +18,20 @@ class TokenIn(Schema):
 class TokenOut(Schema):
     token: str
     expires: datetime
+
+
+class TokenInfoOut(Schema):
+    """A token as its owner sees it: never its value, which only its creation returned."""
+
+    id: int
+    created: datetime
+    expires: datetime
+    current: bool = Field(description="The token this request was made with.")
+
+
+class TokenPageOut(Schema):
+    items: list[TokenInfoOut]
+    next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
 
 
 class UserOut(Schema):

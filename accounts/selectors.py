@@ -1,4 +1,8 @@
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from .models import ApiToken
 
 
 def user_list(*, limit: int, after_id: int = 0) -> tuple[list, str | None]:
@@ -7,3 +11,21 @@ def user_list(*, limit: int, after_id: int = 0) -> tuple[list, str | None]:
     has_more = len(users) > limit
     users = users[:limit]
     return users, str(users[-1].pk) if has_more else None
+
+
+def token_list(
+    *, user: AbstractBaseUser, limit: int, before_id: int | None = None
+) -> tuple[list[ApiToken], str | None]:
+    """The user's live tokens, newest first; the cursor is the last id seen."""
+    tokens = ApiToken.objects.filter(user=user, expires__gt=timezone.now())
+    if before_id is not None:
+        tokens = tokens.filter(pk__lt=before_id)
+    page = list(tokens.order_by("-pk")[: limit + 1])
+    has_more = len(page) > limit
+    page = page[:limit]
+    return page, str(page[-1].pk) if has_more else None
+
+
+def token_get(*, user: AbstractBaseUser, token_id: int) -> ApiToken | None:
+    """One of the user's tokens; another user's is None, exactly like a missing one."""
+    return ApiToken.objects.filter(user=user, pk=token_id).first()

@@ -1,10 +1,11 @@
 """The project's one NinjaAPI: routers, JSON in and out, and errors as JSON with a clear message."""
 
 import functools
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpResponseNotAllowed
 from ninja import NinjaAPI
@@ -13,12 +14,53 @@ from ninja.parser import Parser
 from ninja.renderers import BaseRenderer
 
 from accounts.api import BearerToken, auth_router, me_router
+from accounts.throttle import LoginThrottled
+from config.schemas import ErrorOut
 from notes.api import router as notes_router
+from notes.schemas import NO_NUL, NO_NUL_NOT_BLANK
+
+# Friendlier words for pydantic's pattern messages, by pattern.
+PATTERN_MESSAGES = {
+    NO_NUL: "must not contain NUL characters",
+    NO_NUL_NOT_BLANK: "must not contain NUL characters",
+}
+
+
+class UnsupportedMediaType(ValueError):
+    pass
 
 
 class OrjsonParser(Parser):
     def parse_body(self, request):
+        content_type = request.content_type or "none"
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"Content-Type must be application/json (got {content_type})."
+            )
         return orjson.loads(request.body)
+
+    def parse_querydict(self, data, list_fields, request):
+        _refuse_invalid_utf8_query(request)
+        return super().parse_querydict(data, list_fields, request)
+
+
+def _refuse_invalid_utf8_query(request) -> None:
+    """Django decodes a query string leniently (bad bytes become U+FFFD); the API refuses them."""
+    raw = request.META.get("QUERY_STRING", "").encode("iso-8859-1", "replace")  # PEP 3333
+    errors = []
+    for pair in raw.split(b"&"):
+        name, _, value = (
+            unquote_to_bytes(part.replace(b"+", b" ")) for part in pair.partition(b"=")
+        )
+        try:
+            name.decode(), value.decode()
+        except UnicodeDecodeError:
+            field = name.decode(errors="replace")
+            errors.append(
+                {"loc": ("query", field), "msg": "is not valid UTF-8", "type": "unicode_error"}
+            )
+    if errors:
+        raise ValidationError(errors)
 
 
 class OrjsonRenderer(BaseRenderer):
@@ -28,7 +70,53 @@ class OrjsonRenderer(BaseRenderer):
         return orjson.dumps(data)
 
 
-api = NinjaAPI(
+class KeepnotesAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        _document_errors(schema)
+        return schema
+
+
+# The errors any operation can answer, by what the operation takes (see the handlers below).
+ERRORS_OF_EVERY_OPERATION = {
+    "400": "The request cannot be used: a value PostgreSQL cannot store, a forged cursor, ...",
+    "503": "The database is unavailable; retry after `Retry-After` seconds.",
+}
+ERRORS_OF_AUTHENTICATED = {"401": "No bearer token, or one that is unknown, expired or revoked."}
+ERRORS_OF_PATH_PARAMETERS = {"404": "Not found (another user's object included)."}
+ERRORS_OF_INPUT = {"422": "Invalid input; `errors` names each field at fault."}
+ERRORS_OF_BODY = {
+    "400": "The body is not valid JSON.",
+    "413": "The body is larger than MAX_REQUEST_BYTES.",
+    "415": "The body is not `application/json`.",
+}
+
+
+def _document_errors(schema: dict) -> None:
+    """Declare every error status an operation can answer, each an ErrorOut."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    error_schema = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(error_schema.pop("$defs", {}))
+    components.setdefault("ErrorOut", error_schema)
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            parameters = operation.get("parameters", [])
+            errors = dict(ERRORS_OF_EVERY_OPERATION)
+            if operation.get("security"):
+                errors |= ERRORS_OF_AUTHENTICATED
+            if any(parameter["in"] == "path" for parameter in parameters):
+                errors |= ERRORS_OF_PATH_PARAMETERS
+            if parameters or "requestBody" in operation:
+                errors |= ERRORS_OF_INPUT
+            if "requestBody" in operation:
+                errors |= ERRORS_OF_BODY
+            responses = operation.setdefault("responses", {})
+            for status, description in errors.items():
+                responses.setdefault(status, {"description": description, "content": body})
+
+
+api = KeepnotesAPI(
     title="keepnotes API",
     version="1",
     urls_namespace="api",
@@ -82,14 +170,18 @@ def api_urls():
     return patterns, app_name, namespace
 
 
+def _message(error: dict) -> str:
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern")
+        if pattern in PATTERN_MESSAGES:
+            return PATTERN_MESSAGES[pattern]
+    return error.get("msg", "invalid")
+
+
 @api.exception_handler(ValidationError)
 def on_validation_error(request, exc: ValidationError):
     errors = [
-        {
-            "field": _field_name(error),
-            "message": error.get("msg", "invalid"),
-            "type": error.get("type"),
-        }
+        {"field": _field_name(error), "message": _message(error), "type": error.get("type")}
         for error in exc.errors
     ]
     summary = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
@@ -99,6 +191,8 @@ def on_validation_error(request, exc: ValidationError):
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
     detail = str(exc)
+    if isinstance(exc.__cause__, UnsupportedMediaType):
+        return _error(request, 415, str(exc.__cause__))
     if isinstance(exc.__cause__, orjson.JSONDecodeError):
         detail = f"Request body is not valid JSON: {exc.__cause__}"
     return _error(request, exc.status_code, detail)
@@ -113,6 +207,22 @@ def on_not_found(request, exc):
 def on_too_big(request, exc):
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     return _error(request, 413, f"Request body is larger than the {limit}-byte limit.")
+
+
+@api.exception_handler(SuspiciousOperation)
+def on_suspicious_request(request, exc):
+    # Django's own refusals of a request; their messages may name settings, so not shown.
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return _error(request, 400, f"Too many parameters: at most {limit} are accepted.")
+    return _error(request, 400, "Bad request.")
+
+
+@api.exception_handler(LoginThrottled)
+def on_login_throttled(request, exc: LoginThrottled):
+    response = _error(request, 429, str(exc))
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(DataError)

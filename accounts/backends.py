@@ -1,0 +1,26 @@
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+
+from . import throttle
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's username and password check, refused with LoginThrottled after repeated failures.
+
+    Every password login goes through `authenticate()` and so through here: the API's token
+    endpoint and the admin's login form alike. LoginThrottled is not PermissionDenied on purpose:
+    it leaves `authenticate()` and the login form, and becomes a 429 (config/api.py for the API,
+    accounts.middleware for the admin).
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if username is None:
+            username = kwargs.get(get_user_model().USERNAME_FIELD)
+        if username is None or password is None:
+            return None
+        username = str(username)
+        throttle.login_attempt_begin(username=username, address=throttle.client_address(request))
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            throttle.login_succeeded(username=username)
+        return user
