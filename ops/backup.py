@@ -249,7 +249,7 @@ def dump(
         digest = _fsync_and_hash(partial)
         _write_checksum(final, digest)
         os.replace(partial, final)
-        _fsync_directory(folder)
+        fsync_directory(folder)
     except BaseException:
         partial.unlink(missing_ok=True)
         if not final.exists():
@@ -293,7 +293,7 @@ def _write_checksum(dump_path: Path, digest: str) -> None:
     os.replace(draft, target)
 
 
-def _fsync_directory(folder: Path) -> None:
+def fsync_directory(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

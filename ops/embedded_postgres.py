@@ -163,6 +163,23 @@ class EmbeddedPostgres:
             pass
         return pid
 
+    def in_use(self) -> str | None:
+        """Who uses this folder's server, in words; None when nobody does.
+
+        Call it holding `start_lock()`, so that nobody starts or joins meanwhile.
+        """
+        pid = self.running_pid()
+        if pid is not None:
+            return f"PostgreSQL (pid {pid}) is running in {self.pgdata}"
+        clients = self.data_dir / "postgres.clients.lock"
+        if clients.exists():
+            with open(clients, "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return f"another process is using the database in {self.data_dir}"
+        return None
+
     def accepts_connections(self) -> bool:
         try:
             with self.connect(dbname="postgres", connect_timeout=2):
@@ -177,7 +194,7 @@ class EmbeddedPostgres:
         if self._clients_lock is not None:
             return  # this process, or the server process it was forked from, already joined
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._start_lock():
+        with self.start_lock():
             if not self.is_initialised():
                 say(f"Initialising PostgreSQL {MAJOR_VERSION} in {self.pgdata} (first run)")
                 self._initdb()
@@ -203,7 +220,7 @@ class EmbeddedPostgres:
         """Stop using the server; stop it too when no other process is using it."""
         if self._owner_pid != os.getpid() or self._clients_lock is None:
             return  # a forked child (a server worker) leaves with its parent, not alone
-        with self._start_lock():
+        with self.start_lock():
             try:
                 fcntl.flock(self._clients_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 self.stop()
@@ -216,7 +233,7 @@ class EmbeddedPostgres:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _start_lock(self):
+    def start_lock(self):
         return _FileLock(self.data_dir / "postgres.start.lock")
 
     def _join_clients(self) -> None:

@@ -10,7 +10,6 @@ looked for where package managers put them, or given with --old-bindir. It works
 A failure at any step leaves `postgres` as it was.
 """
 
-import fcntl
 import os
 import re
 import secrets
@@ -21,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ops.backup import folder_size, human_size
+from ops.backup import folder_size, fsync_directory, human_size
 from ops.embedded_postgres import (
     MAJOR_VERSION,
     SUPERUSER,
@@ -99,10 +98,10 @@ def upgrade(server: EmbeddedPostgres, *, old_bindir: Path | None = None, say: Sa
             f"{human_size(free)} free: make room first. Nothing was changed."
         )
 
-    with open(server.data_dir / "postgres.start.lock", "a") as start_lock:
-        # Held throughout: no process can start either server in this folder meanwhile.
-        fcntl.flock(start_lock, fcntl.LOCK_EX)
-        _refuse_while_in_use(server)
+    # Held throughout: no process can start either server in this folder meanwhile.
+    with server.start_lock():
+        if busy := server.in_use():
+            raise UpgradeError(f"{busy.capitalize()}: stop it first. Nothing was changed.")
         scratch = server.data_dir / "postgres.upgrading"
         shutil.rmtree(scratch, ignore_errors=True)  # an earlier attempt's leftovers
         work = Path(tempfile.mkdtemp(prefix="keepnotes-upgrade-"))  # short: sockets live here
@@ -130,7 +129,7 @@ def upgrade(server: EmbeddedPostgres, *, old_bindir: Path | None = None, say: Sa
             say(f"pg_upgrade finished in {time.monotonic() - started:.1f} s")
             server.pgdata.rename(kept)
             scratch.rename(server.pgdata)
-            _fsync_directory(server.data_dir)
+            fsync_directory(server.data_dir)
         finally:
             # pg_upgrade leaves delete_old_cluster.sh here, naming the old path: that path is
             # now the new data folder, so the script must not survive.
@@ -159,25 +158,6 @@ def _old_bindir(version: str, given: Path | None) -> Path:
             f"with pg_dump and restore (README, Data safety). Nothing was changed."
         )
     return found_dir
-
-
-def _refuse_while_in_use(server: EmbeddedPostgres) -> None:
-    pid = server.running_pid()
-    if pid is not None:
-        raise UpgradeError(
-            f"A PostgreSQL server (pid {pid}) is running in {server.pgdata}: stop it first. "
-            f"Nothing was changed."
-        )
-    clients = server.data_dir / "postgres.clients.lock"
-    if clients.exists():
-        with open(clients, "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UpgradeError(
-                    f"Another process is using {server.data_dir}: stop it first. Nothing was "
-                    f"changed."
-                ) from None
 
 
 def _has_data_checksums(bindir: Path, pgdata: Path) -> bool:
@@ -243,11 +223,3 @@ def _run(server: EmbeddedPostgres, command: list[str], paths: list[Path], cwd: P
             f"{name} failed (exit code {process.returncode}); the data folder is unchanged. "
             f"Its output ends with:\n{tail}"
         )
-
-
-def _fsync_directory(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,4 +1,3 @@
-import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -65,9 +64,8 @@ class Command(BaseCommand):
         if not self.confirmed(options, data_dir):
             raise CommandError("Not confirmed: nothing was deleted.")
 
-        with open(data_dir / "postgres.start.lock", "a") as start_lock:
-            # Held while deleting: no process can start the server or attach meanwhile.
-            fcntl.flock(start_lock, fcntl.LOCK_EX)
+        # Held while deleting: no process can start the server or attach meanwhile.
+        with server.start_lock():
             self.refuse_while_in_use(server)
             for path in doomed:
                 delete(path, data_folder=path == server.pgdata)
@@ -106,23 +104,11 @@ class Command(BaseCommand):
     def refuse_while_in_use(self, server: EmbeddedPostgres) -> None:
         # Stopping it here would pull the database from under `serve` mid-request; the user
         # stops those processes, knowing which they are.
-        pid = server.running_pid()
-        if pid is not None:
+        if busy := server.in_use():
             raise CommandError(
-                f"PostgreSQL (pid {pid}) is running in {server.pgdata}, for `serve` or another "
-                f"manage.py command. Stop them first (Ctrl-C), then run reset_data again. "
-                f"Nothing was deleted."
+                f"{busy.capitalize()}, for `serve` or another manage.py command. Stop them "
+                f"first (Ctrl-C), then run reset_data again. Nothing was deleted."
             )
-        clients = server.data_dir / "postgres.clients.lock"
-        if clients.exists():
-            with open(clients, "a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise CommandError(
-                        f"Another process is using the database in {server.pgdata}. Stop it "
-                        f"first, then run reset_data again. Nothing was deleted."
-                    ) from None
 
     def confirmed(self, options, data_dir: Path) -> bool:
         if options["yes_delete_database"]:
