@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
+from . import replicas
+
 _migrated = False  # once true it stays true: nothing un-applies migrations under a running app
 
 
@@ -25,7 +27,11 @@ def readiness() -> tuple[bool, dict]:
         return False, {"database": "unavailable", "error": str(error).strip().splitlines()[0]}
     if not migrated:
         return False, {"database": "ok", "migrations": "pending"}
-    return True, {"database": "ok", "migrations": "applied"}
+    checks = {"database": "ok", "migrations": "applied"}
+    if settings.DATABASE_REPLICA_ALIASES:
+        # Reported, never fatal: a lagging or missing replica only sends reads to the primary.
+        checks["replicas"] = replicas.replicas_report()
+    return True, checks
 
 
 def database_description() -> dict:

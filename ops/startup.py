@@ -18,6 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from accounts.services import superuser_ensure
 from config import env
+from ops.replicas import check_connection_budget
 
 # Any constant shared by every process of this project; "kn" "migr" in ASCII.
 MIGRATION_LOCK_ID = 0x6B6E_6D69_6772
@@ -33,10 +34,15 @@ def prepare(say: Say = print) -> None:
     started = time.monotonic()
     resolve_database(say)
     wait_for_database(settings.DB_WAIT_TIMEOUT, say)
+    check_connection_budget(say)
     migrate_under_lock(say)
     ensure_superuser(say)
-    # Server workers are forked after this: none may inherit an open connection.
+    # Server workers are forked after this: none may inherit an open connection, pooled ones
+    # included (workers sharing a pool's sockets would read each other's answers).
     connections.close_all()
+    for database in connections.all(initialized_only=True):
+        if getattr(database, "pool", None):
+            database.close_pool()
     say(f"Ready to serve ({time.monotonic() - started:.2f} s)")
 
 
