@@ -7,6 +7,8 @@ PostgreSQL in DATA_DIR and keeps a generated secret key there: nothing to config
 import warnings
 from pathlib import Path
 
+from django.utils.csp import CSP
+
 from config import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,11 +33,29 @@ if EMBEDDED_DATABASE:
 else:
     _database = {"ENGINE": "django.db.backends.postgresql", **CONFIGURED_DATABASE}
 
-# Persistent connections, checked before reuse, so a restarted database costs one failed
-# request at most. Requests are short; one connection per server thread.
+# Connections, chosen by measurement (README "Benchmark"): persistent, one per server thread
+# (WEB_CONCURRENCY x WEB_THREADS in all), checked before reuse so that a restarted database
+# fails no request. DB_POOL_SIZE=n uses Django's psycopg pool instead (n per process).
 _database["CONN_MAX_AGE"] = env.get_int("DB_CONN_MAX_AGE", 600)
 _database["CONN_HEALTH_CHECKS"] = True
 _database["OPTIONS"].setdefault("connect_timeout", 5)
+_pool_size = env.get_int("DB_POOL_SIZE", 0)
+if _pool_size:
+    _database["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+    from psycopg_pool import ConnectionPool
+
+    # Checked when lent, as CONN_HEALTH_CHECKS does for kept connections.
+    _database["OPTIONS"]["pool"] = {
+        "min_size": _pool_size,
+        "max_size": _pool_size,
+        "check": ConnectionPool.check_connection,
+    }
+# Server-side prepared statements: PostgreSQL parses and plans each hot query once per
+# connection rather than per request (half its CPU per request here). Off behind a pooler that
+# shares server connections between clients (PgBouncer's transaction mode).
+if env.get_bool("DB_PREPARED_STATEMENTS", not env.get_bool("DB_BEHIND_POOLER", False)):
+    _database["OPTIONS"]["server_side_binding"] = True
+    _database["OPTIONS"]["prepare_threshold"] = 5
 DATABASES = {"default": _database}
 DB_WAIT_TIMEOUT = env.get_int("DB_WAIT_TIMEOUT", 60)
 
@@ -62,12 +82,41 @@ SECURE_SSL_REDIRECT = HTTPS and env.get_bool("DJANGO_SSL_REDIRECT", True)
 SECURE_HSTS_SECONDS = env.get_int("DJANGO_HSTS_SECONDS", 31536000) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS and env.get_bool("DJANGO_HSTS_PRELOAD", False)
-if HTTPS and env.get_bool("DJANGO_BEHIND_PROXY", True):
+# Preloading asks browser vendors to hard-code HTTPS for the domain and takes months to undo:
+# opt-in only, so `check --deploy` must not nag about it.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+BEHIND_PROXY = HTTPS and env.get_bool("DJANGO_BEHIND_PROXY", True)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The client's address (login throttling) is the X-Forwarded-For entry the proxies in front
+# added: with N proxies, the Nth from the right. 0: the TCP peer.
+TRUSTED_PROXY_HOPS = env.get_int("DJANGO_PROXY_HOPS", 1 if BEHIND_PROXY else 0)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy on every response: this origin only, no inline script anywhere (the
+# admin, the landing page and Swagger UI at /api/docs all load their scripts from /static/).
+# The one inline <style> (templates/base.html) carries the request's nonce; Swagger UI's icons
+# are data: URIs.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
+# Failed logins (API token and admin) are counted in the database, so across every server
+# process: past either limit within the window, logins answer 429 with Retry-After.
+AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
+LOGIN_FAILURE_WINDOW_SECONDS = env.get_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+LOGIN_FAILURES_PER_ACCOUNT = env.get_int("LOGIN_FAILURES_PER_ACCOUNT", 5)
+LOGIN_FAILURES_PER_ADDRESS = env.get_int("LOGIN_FAILURES_PER_ADDRESS", 20)
 
 # Request size limits: a body over this is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("MAX_REQUEST_BYTES", 1024 * 1024)
@@ -81,14 +130,17 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "ninja",  # Swagger UI from its own static files, not a CDN
     "accounts",
     "notes",
+    "idempotency",
     "ops",
 ]
 
 MIDDLEWARE = [
     "ops.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -96,6 +148,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "accounts.middleware.LoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -111,6 +164,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -152,3 +206,26 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.get_str("LOG_LEVEL", "INFO")},
 }
+
+# -- Read replicas (optional; see config/db_router.py and README "Kubernetes and bigger hosts") --
+# DATABASE_REPLICA_URLS: comma-separated replicas of the primary. Unset, nothing here applies.
+DATABASE_REPLICA_ALIASES = []
+for _number, _replica in enumerate(env.database_replicas_from_environment(_database), 1):
+    DATABASES[f"replica_{_number}"] = {
+        **{key: value for key, value in _database.items() if key != "EMBEDDED_DATA_DIR"},
+        "ENGINE": "django.db.backends.postgresql",
+        **_replica,
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_REPLICA_ALIASES.append(f"replica_{_number}")
+if DATABASE_REPLICA_ALIASES:
+    DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("ops.middleware.HealthProbeMiddleware") + 1,
+        "ops.replicas.ReadYourWritesMiddleware",
+    )
+# After a write, the same client reads from the primary for this long (a cookie).
+REPLICA_PIN_SECONDS = env.get_int("REPLICA_PIN_SECONDS", 5)
+# A replica further behind than this (or unreachable) is skipped; reads go to the primary.
+REPLICA_MAX_LAG_SECONDS = env.get_int("REPLICA_MAX_LAG_SECONDS", 30)
+# -- end of read replicas ------------------------------------------------------------------------

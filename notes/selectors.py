@@ -1,11 +1,14 @@
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery
 from django.db.models import Q, QuerySet
+
+from ops.prepared_query import PreparedQuery
 
 from .models import SEARCH_CONFIG, Note, search_vector
 
@@ -42,9 +45,65 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise InvalidCursor("cursor is not one this API returned") from None
 
 
+# Every column, so that the notes made from rows are whole model instances.
+NOTE_COLUMNS = ("id", "owner_id", "title", "body", "tags", "created", "updated")
+# Stand-ins for the values of hot-path queries (ops/prepared_query.py): never real values.
+_ID_MARKER = -7_000_001
+_OWNER_MARKER = -7_000_002
+_TAG_MARKER = "\x00tag"
+_QUERY_MARKER = "\x00query"
+_CREATED_MARKER = datetime(1111, 11, 11, 11, 11, 11, 111111, tzinfo=UTC)
+
+_NOTE = PreparedQuery(
+    lambda owner_id, note_id: (
+        Note.objects.filter(owner_id=owner_id, pk=note_id).order_by().values_list(*NOTE_COLUMNS)
+    ),
+    owner_id=_OWNER_MARKER,
+    note_id=_ID_MARKER,
+)
+
+
 def note_get(*, owner: AbstractBaseUser, note_id: int) -> Note | None:
     """The caller's note, or None: another user's note is indistinguishable from a missing one."""
-    return Note.objects.filter(owner=owner, pk=note_id).first()
+    found = _NOTE.instances(owner_id=owner.pk, note_id=note_id)
+    return found[0] if found else None
+
+
+def _page(
+    *,
+    limit: int,
+    owner_id: int,
+    tag: str | None = None,
+    query: str | None = None,
+    created: datetime | None = None,
+    note_id: int | None = None,
+) -> QuerySet:
+    notes = Note.objects.filter(owner_id=owner_id)
+    if tag is not None:
+        notes = notes.filter(tags__contains=[tag])
+    if query is not None:
+        notes = notes.alias(document=search_vector()).filter(
+            document=SearchQuery(query, config=SEARCH_CONFIG, search_type="websearch")
+        )
+    if created is not None:
+        # The first condition lets the (owner, created, id) index start at the cursor.
+        notes = notes.filter(created__lte=created).filter(
+            Q(created__lt=created) | Q(created=created, pk__lt=note_id)
+        )
+    return notes.order_by("-created", "-pk").values_list(*NOTE_COLUMNS)[: limit + 1]
+
+
+@functools.lru_cache(maxsize=512)
+def _page_query(limit: int, tag: bool, query: bool, after: bool) -> PreparedQuery:
+    """The page query of this shape, compiled once per process."""
+    markers: dict = {"owner_id": _OWNER_MARKER}
+    if tag:
+        markers["tag"] = _TAG_MARKER
+    if query:
+        markers["query"] = _QUERY_MARKER
+    if after:
+        markers |= {"created": _CREATED_MARKER, "note_id": _ID_MARKER}
+    return PreparedQuery(functools.partial(_page, limit=limit), **markers)
 
 
 def note_list(
@@ -60,17 +119,15 @@ def note_list(
     Keyset pagination on (created, id): a page never repeats or skips notes because others were
     inserted meanwhile, and no COUNT is needed.
     """
-    notes: QuerySet[Note] = Note.objects.filter(owner=owner)
+    values: dict = {"owner_id": owner.pk}
     if tag:
-        notes = notes.filter(tags__contains=[tag])
+        values["tag"] = tag
     if query:
-        notes = notes.annotate(document=search_vector()).filter(
-            document=SearchQuery(query, config=SEARCH_CONFIG, search_type="websearch")
-        )
+        values["query"] = query
     if cursor:
-        created, note_id = decode_cursor(cursor)
-        notes = notes.filter(Q(created__lt=created) | Q(created=created, pk__lt=note_id))
-    rows = list(notes.order_by("-created", "-pk")[: limit + 1])
+        values["created"], values["note_id"] = decode_cursor(cursor)
+    prepared = _page_query(limit, bool(tag), bool(query), bool(cursor))
+    rows = prepared.instances(**values)
     has_more = len(rows) > limit
     items = rows[:limit]
     return Page(items=items, next=encode_cursor(items[-1]) if has_more else None)

@@ -1,0 +1,1 @@
+"""The load benchmark: `uv run python -m bench` (see README, "Benchmark")."""

@@ -1,0 +1,23 @@
+"""Prints, as one JSON line, how `manage.py serve` would serve in this environment."""
+
+import json
+import os
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from ops.management.commands.serve import server_options
+
+    options = server_options()
+    database = settings.DATABASES["default"]
+    described = {key: options.get(key) for key in ("server", "worker_class", "workers", "threads")}
+    if described["server"] == "granian":
+        del described["worker_class"]  # gunicorn's option; granian runs threads per worker
+    described["CONN_MAX_AGE"] = database.get("CONN_MAX_AGE")
+    described["pool"] = database.get("OPTIONS", {}).get("pool")
+    print(json.dumps(described, default=str))
