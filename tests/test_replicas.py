@@ -232,8 +232,8 @@ def test_reads_go_to_the_replica_and_a_writer_reads_its_own_writes(servers, api)
 def test_the_start_sequence_checks_the_connection_budget_of_every_server(api):
     log = api.log.read_text()
     assert (
-        "Connection budget: 8 connections (APP_MAX_INSTANCES 1 x WEB_CONCURRENCY 2 x "
-        "WEB_THREADS 4)" in log
+        "Connection budget: 16 connections (APP_MAX_INSTANCES 1 x WEB_CONCURRENCY 2 x "
+        "WEB_THREADS 8)" in log
     )
     assert "on the primary" in log and "on replica_1" in log
     assert "Warning" not in log

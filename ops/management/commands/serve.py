@@ -79,7 +79,7 @@ def server_options() -> dict:
         "bind": f"{settings.LISTEN_HOST}:{settings.PORT}",
         "workers": env.get_int("WEB_CONCURRENCY", default_workers()),
         "worker_class": "gthread",
-        "threads": env.get_int("WEB_THREADS", 4),
+        "threads": env.get_int("WEB_THREADS", 8),
         "timeout": 30,
         "graceful_timeout": 20,
         "keepalive": 5,
