@@ -7,7 +7,6 @@ data folder, talk to it over HTTP, and stop it with SIGTERM as Ctrl-C or `docker
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,30 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from bench.run import child_environment, free_port
+
 REPO = Path(__file__).resolve().parent.parent
 SUPERUSER = {"username": "founder", "password": "a-long-and-unguessable-passphrase"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def command_env(data_dir: Path, **extra: str) -> dict:
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DB_", "DATABASE_URL"))
-    }
-    return {
-        **environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATA_DIR": str(data_dir),
-        "WEB_CONCURRENCY": "2",
-        "ACCESS_LOG": "false",
-        **extra,
-    }
+    return child_environment(data_dir, **{"WEB_CONCURRENCY": "2", **extra})
 
 
 def manage(data_dir: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
