@@ -74,6 +74,14 @@ PLUGIN_PATH_IN_DEB = "usr/libexec/docker/cli-plugins/docker-compose"
 CGROUP_PARENT = "/keepnotes-e2e"
 ROOTFS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+PROXY_BUILD_ARGS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
 # The only variables a docker/compose subprocess inherits. Everything compose interpolates or
 # passes through (POSTGRES_*, DJANGO_*, APP_*, COMPOSE_*) comes from the harness's env file, so
 # a developer's shell or .env cannot change what is tested.
@@ -91,21 +99,8 @@ INHERITED_VARIABLES = {
     "DOCKER_CONFIG",
     "DOCKER_CERT_PATH",
     "DOCKER_TLS_VERIFY",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
+    *PROXY_BUILD_ARGS,
 }
-PROXY_BUILD_ARGS = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-)
 
 
 class HarnessError(RuntimeError):
