@@ -5,12 +5,13 @@ from ninja import Path, Query, Router, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
-from config.schemas import ErrorOut
+from core.fields import MAX_BIGINT
+from core.schemas import ErrorOut
 
 from . import selectors, services
 from .schemas import TokenIn, TokenOut, TokenPageOut, UserOut, UserPageOut
 
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Id = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 
 
 class BearerToken(HttpBearer):
@@ -56,7 +57,7 @@ def revoke_token(request):
 def list_tokens(
     request,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
 ):
     """The caller's live tokens, newest first; never their values."""
     tokens, next_cursor = selectors.token_list(
@@ -88,10 +89,10 @@ def me(request):
 def list_users(
     request,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ):
-    """All users, for staff only."""
-    if not request.auth.user.is_staff:
-        raise HttpError(403, "Staff only.")
+    """All users, for staff with the `auth.view_user` permission (as in the admin)."""
+    if not selectors.user_may_list_users(user=request.auth.user):
+        raise HttpError(403, "Only staff with the view_user permission may list users.")
     users, next_cursor = selectors.user_list(limit=limit, after_id=cursor)
     return {"items": users, "next": next_cursor}

@@ -5,7 +5,7 @@ from . import throttle
 
 
 class ThrottledModelBackend(ModelBackend):
-    """Django's username and password check, refused with LoginThrottled after repeated failures.
+    """Django's username and password check, behind the failed-login limits of accounts.throttle.
 
     Every password login goes through `authenticate()` and so through here: the API's token
     endpoint and the admin's login form alike. LoginThrottled is not PermissionDenied on purpose:
@@ -19,8 +19,9 @@ class ThrottledModelBackend(ModelBackend):
         if username is None or password is None:
             return None
         username = str(username)
-        throttle.login_attempt_begin(username=username, address=throttle.client_address(request))
+        address = throttle.client_address(request)
+        throttle.login_attempt_begin(username=username, address=address)
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:
-            throttle.login_succeeded(username=username)
+            throttle.login_succeeded(username=username, address=address)
         return user

@@ -2,7 +2,18 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
+from core.replicas import routing
+
 from .models import ApiToken
+
+
+def user_may_list_users(*, user: AbstractBaseUser) -> bool:
+    """Staff with the auth.view_user permission, as the admin asks; superusers have it.
+
+    Read from the primary, like the token check: a permission taken away acts at once.
+    """
+    with routing(None):
+        return user.is_staff and user.has_perm("auth.view_user")
 
 
 def user_list(*, limit: int, after_id: int = 0) -> tuple[list, str | None]:

@@ -7,7 +7,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.http import HttpRequest
 from django.utils import timezone
 
-from ops.prepared_query import PreparedQuery
+from core.prepared_query import PreparedQuery
+from core.replicas import routing
 
 from .models import ApiToken, hash_token, new_raw_token
 
@@ -41,7 +42,7 @@ def _attnames(model) -> list[str]:
     return [field.attname for field in model._meta.concrete_fields]
 
 
-# Every request runs this: compiled once per process (ops/prepared_query.py), one indexed query.
+# Every request runs this: compiled once per process (core/prepared_query.py), one indexed query.
 _TOKEN_USER = PreparedQuery(
     lambda key_hash, now: (
         ApiToken.objects.filter(key_hash=key_hash, expires__gt=now, user__is_active=True)
@@ -57,8 +58,14 @@ _TOKEN_USER = PreparedQuery(
 
 
 def token_user(*, raw: str) -> tuple[AbstractBaseUser, ApiToken] | None:
-    """The active user behind a live token, in one indexed query."""
-    using, rows = _TOKEN_USER.fetch(key_hash=hash_token(raw), now=timezone.now())
+    """The active user behind a live token, in one indexed query, on the primary.
+
+    Never on a replica, even for a GET: a replica may be up to REPLICA_MAX_LAG_SECONDS behind,
+    and a token revoked (or a user deactivated) must stop working at once. `routing(None)` is
+    the router's "no replica" for this one query; the rest of the request reads where it did.
+    """
+    with routing(None):
+        using, rows = _TOKEN_USER.fetch(key_hash=hash_token(raw), now=timezone.now())
     if not rows:
         return None
     token_columns = _attnames(ApiToken)

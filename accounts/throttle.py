@@ -1,26 +1,46 @@
-"""Failed-login throttling, per account and per client address, shared by every server process.
+"""Failed-login throttling, shared by every server process through the database.
 
-Each attempt is written down as a failure *before* the password is checked, then counted with
-the others in the window: two parallel guesses cannot both slip under the limit while the
-password hasher runs. A successful login deletes its account's failures, this one included;
-a refused attempt deletes its own row, so only real failures are ever counted.
+Three counts of failures within LOGIN_FAILURE_WINDOW_SECONDS:
+
+- per account and client address: past LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS, that address
+  gets 429 for that account, even with the right password;
+- per client address, over every account: past LOGIN_FAILURES_PER_ADDRESS, 429 for any account;
+- per account, over every address: never a refusal, or anyone could keep anyone out, the admin
+  included. Past LOGIN_FAILURES_PER_ACCOUNT, each attempt for that account waits
+  LOGIN_SLOWDOWN_SECONDS before its password is checked: its owner, at an address without
+  failures of its own, still gets in; guesses spread over many addresses come slower.
+
+Each attempt is written down as a failure before its password is checked, under a lock on its
+address: the attempts of one address are counted one after the other, so a burst of parallel
+guesses gets exactly the limit checked, however long the password hasher takes. A correct
+password deletes the failures of its own account and address, no others: an owner's login must
+not hand a guesser somewhere else a fresh allowance.
 """
 
+import hashlib
 import ipaddress
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connections, router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from .models import LoginFailure, hash_username
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# An IPv6 client usually holds a whole /64 (one per home, phone or server): counted per address
+# inside it, it could send each guess from a new one.
+IPV6_COUNTED_PREFIX = 64
+
 
 @dataclass
 class LoginThrottled(Exception):
-    """Too many failed logins for this account or from this address; retry after this long."""
+    """Too many failed logins for this account from this address, or from this address."""
 
     retry_after: int
 
@@ -29,45 +49,108 @@ class LoginThrottled(Exception):
 
 
 def client_address(request: HttpRequest | None) -> str | None:
-    """The client's IP: the peer, or the entry the trusted proxies added to X-Forwarded-For.
+    """The client's IP: the TCP peer, or, when the peer is a trusted proxy, X-Forwarded-For's.
 
-    Each proxy appends the address it received the request from, so with N proxies in front the
-    Nth entry from the right is the client as the outermost proxy saw it; anything to its left
-    was sent by the client and proves nothing.
+    Each proxy appends the address it received the request from, and the client may have sent
+    anything to their left. So the header is read only from a peer in TRUSTED_PROXIES, from
+    the right, skipping trusted proxies: the first other address is the client. A header that
+    does not parse is not believed at all (the peer is the address); a peer that does not
+    parse (no request, a Unix socket) gives None, which is counted as one more address.
     """
     if request is None:
         return None
-    address = request.META.get("REMOTE_ADDR", "")
-    hops = settings.TRUSTED_PROXY_HOPS
-    if hops > 0:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-        forwarded = [entry.strip() for entry in forwarded if entry.strip()]
-        if len(forwarded) >= hops:
-            address = forwarded[-hops]
+    peer = _parse_ip(request.META.get("REMOTE_ADDR", ""))
+    if peer is None or not _trusted(peer):
+        return None if peer is None else str(peer)
+    client = peer
+    for entry in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        hop = _parse_ip(entry)
+        if hop is None:
+            return str(peer)
+        client = hop
+        if not _trusted(hop):
+            break
+    return str(client)
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    """An address as proxies write it: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`, `::1`."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        return str(ipaddress.ip_address(address))
+        address = ipaddress.ip_address(text.partition("%")[0])  # a zone means nothing here
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
+    return address
+
+
+def _trusted(address: IPAddress) -> bool:
+    return any(address in network for network in settings.TRUSTED_PROXIES)
+
+
+def counted_address(address: str | None) -> str | None:
+    """What the limits count an address as: itself, or for IPv6 its /64."""
+    if address is None:
+        return None
+    parsed = ipaddress.ip_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        network = ipaddress.IPv6Network((parsed, IPV6_COUNTED_PREFIX), strict=False)
+        return str(network.network_address)
+    return str(parsed)
 
 
 def login_attempt_begin(*, username: str, address: str | None) -> None:
-    """Count this attempt as a failure until it succeeds; raise LoginThrottled when over a limit."""
+    """Count this attempt as a failure until it succeeds; raise LoginThrottled when over a limit.
+
+    Returns once the attempt may be checked: at once, or after the slowdown of an account that
+    has failed too often from everywhere.
+    """
     now = timezone.now()
-    window = timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-    LoginFailure.objects.filter(at__lte=now - window).delete()  # keeps the table small
-    attempt = LoginFailure.objects.create(
-        username_hash=hash_username(username), address=address, at=now
-    )
-    earlier = LoginFailure.objects.filter(at__gt=now - window).exclude(pk=attempt.pk)
-    limits = [
-        (earlier.filter(username_hash=attempt.username_hash), settings.LOGIN_FAILURES_PER_ACCOUNT)
-    ]
-    if address is not None:
-        limits.append((earlier.filter(address=address), settings.LOGIN_FAILURES_PER_ADDRESS))
-    wait = max(_wait(failures, limit, now - window) for failures, limit in limits)
-    if wait:
-        attempt.delete()
-        raise LoginThrottled(retry_after=wait)
+    window_start = now - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    account, address = hash_username(username), counted_address(address)
+    database = router.db_for_write(LoginFailure)
+    failures = LoginFailure.objects.using(database)
+    failures.filter(at__lte=window_start).delete()  # keeps the table small
+    with transaction.atomic(using=database):
+        _lock(database, address)
+        from_address = failures.filter(at__gt=window_start, address=address)
+        wait = max(
+            _wait(
+                from_address.filter(username_hash=account),
+                settings.LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS,
+                window_start,
+            ),
+            _wait(from_address, settings.LOGIN_FAILURES_PER_ADDRESS, window_start),
+        )
+        if wait:
+            raise LoginThrottled(retry_after=wait)
+        slow = _reached(
+            failures.filter(at__gt=window_start, username_hash=account),
+            settings.LOGIN_FAILURES_PER_ACCOUNT,
+        )
+        failures.create(username_hash=account, address=address, at=now)
+    if slow:
+        # After the lock is released: only this attempt waits. Holds a server thread, so
+        # settings caps it (LOGIN_SLOWDOWN_MILLISECONDS).
+        time.sleep(settings.LOGIN_SLOWDOWN_SECONDS)
+
+
+def _lock(database: str, address: str | None) -> None:
+    """Hold this address's attempts back until this transaction ends (a few milliseconds)."""
+    digest = hashlib.sha256(f"keepnotes login address {address}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    with connections[database].cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def _reached(failures, limit: int) -> bool:
+    """At least `limit` of these failures; a limit of 0 turns this off."""
+    return limit > 0 and failures[:limit].count() >= limit
 
 
 def _wait(failures, limit: int, window_start: datetime) -> int:
@@ -84,6 +167,14 @@ def _wait(failures, limit: int, window_start: datetime) -> int:
     return max(1, math.ceil((recent[-1] - window_start).total_seconds()))
 
 
-def login_succeeded(*, username: str) -> None:
-    """A correct password clears its account's failures (not its address's)."""
-    LoginFailure.objects.filter(username_hash=hash_username(username)).delete()
+def login_succeeded(*, username: str, address: str | None) -> None:
+    """A correct password clears the failures of its account from its address (no others)."""
+    LoginFailure.objects.filter(
+        username_hash=hash_username(username), address=counted_address(address)
+    ).delete()
+
+
+def unlock(*, username: str) -> int:
+    """Forget every failure of this account, from every address; returns how many there were."""
+    deleted, _ = LoginFailure.objects.filter(username_hash=hash_username(username)).delete()
+    return deleted

@@ -4,7 +4,7 @@
     uv run python bench/backup_timing.py --notes 1000000
 
 Seeds a throwaway embedded data folder (one INSERT ... SELECT generate_series), then times, as
-`manage.py` processes (so Django's start-up, about a second, is included):
+`manage.py` processes, so Django's start-up is included (docs/performance.md):
 
 1. `backup` while nothing else runs;
 2. `restore --force --no-backup-first` over the same data (drop and re-create everything);
@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script: the project's packages
 
-from ops.embedded_postgres import EmbeddedPostgres  # noqa: E402
-from tests.test_serve import command_env  # noqa: E402
+from bench.processes import child_environment  # noqa: E402
+from pgembedded.postgres import EmbeddedPostgres  # noqa: E402
 
 SEED = """
 INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email,
@@ -56,7 +56,7 @@ def manage(data_dir: Path, *args: str) -> tuple[float, str]:
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=REPO,
-        env=command_env(data_dir, BACKUP_DIR="", BACKUP_KEEP=""),
+        env=child_environment(data_dir, WEB_CONCURRENCY="2", BACKUP_DIR="", BACKUP_KEEP=""),
         capture_output=True,
         text=True,
         check=False,

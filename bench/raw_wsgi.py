@@ -169,7 +169,7 @@ def _where_to_connect() -> dict:
 
 def main() -> None:
     from bench import raw_wsgi  # this file runs as __main__: the server imports it again
-    from ops.management.commands import serve
+    from server import wsgi_servers as serve
 
     raw_wsgi.connection_kwargs.update(_where_to_connect())
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from bench.run import CONFIGS, SCENARIOS
+from bench.scenarios import CONFIGS, SCENARIOS
 
 
 def write_reports(report: dict, out_dir: Path) -> list[Path]:

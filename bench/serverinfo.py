@@ -11,7 +11,7 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
-    from ops.management.commands.serve import server_options
+    from server.wsgi_servers import server_options
 
     options = server_options()
     database = settings.DATABASES["default"]

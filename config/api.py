@@ -5,6 +5,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpResponseNotAllowed
@@ -15,15 +16,9 @@ from ninja.renderers import BaseRenderer
 
 from accounts.api import BearerToken, auth_router, me_router
 from accounts.throttle import LoginThrottled
-from config.schemas import ErrorOut
+from core.fields import PATTERN_MESSAGES
+from core.schemas import ErrorOut
 from notes.api import router as notes_router
-from notes.schemas import NO_NUL, NO_NUL_NOT_BLANK
-
-# Friendlier words for pydantic's pattern messages, by pattern.
-PATTERN_MESSAGES = {
-    NO_NUL: "must not contain NUL characters",
-    NO_NUL_NOT_BLANK: "must not contain NUL characters",
-}
 
 
 class UnsupportedMediaType(ValueError):
@@ -116,10 +111,31 @@ def _document_errors(schema: dict) -> None:
                 responses.setdefault(status, {"description": description, "content": body})
 
 
+def _docs_access(view):
+    """Who may read /api/docs and /api/openapi.json, by API_DOCS (config/settings.py).
+
+    public: anyone. staff: a signed-in admin session of a staff user (anyone else is sent to the
+    admin's login). off: 404, as for a path that does not exist. Decided per request, from the
+    setting, so that a test can switch it without rebuilding the URL patterns.
+    """
+    for_staff = staff_member_required(view)
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if settings.API_DOCS == "off":
+            raise Http404
+        if settings.API_DOCS == "staff":
+            return for_staff(request, *args, **kwargs)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 api = KeepnotesAPI(
     title="keepnotes API",
     version="1",
     urls_namespace="api",
+    docs_decorator=_docs_access,
     auth=BearerToken(),
     parser=OrjsonParser(),
     renderer=OrjsonRenderer(),

@@ -1,15 +1,17 @@
-"""The one settings module. Every value comes from the environment; see README's table.
+"""The one settings module. Every value comes from the environment (docs/configuration.md).
 
 Production behaviour is the default. With no database configured, the project runs its own
 PostgreSQL in DATA_DIR and keeps a generated secret key there: nothing to configure locally.
 """
 
+import ipaddress
 import warnings
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from config import env
+from core import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,11 +23,11 @@ CONFIGURED_DATABASE = env.database_from_environment()
 EMBEDDED_DATABASE = CONFIGURED_DATABASE is None
 
 if EMBEDDED_DATABASE:
-    from ops.embedded_postgres import for_data_dir
+    from pgembedded.postgres import for_data_dir
 
     _server = for_data_dir(DATA_DIR, tcp_port=env.get_int("EMBEDDED_PG_PORT", 0) or None)
     _database = {
-        "ENGINE": "ops.embedded_db",
+        "ENGINE": "pgembedded.backend",
         "EMBEDDED_DATA_DIR": str(DATA_DIR),
         **_server.connection_settings(),
         "OPTIONS": {},
@@ -33,7 +35,7 @@ if EMBEDDED_DATABASE:
 else:
     _database = {"ENGINE": "django.db.backends.postgresql", **CONFIGURED_DATABASE}
 
-# Connections, chosen by measurement (README "Benchmark"): persistent, one per server thread
+# Connections, chosen by measurement (docs/performance.md): persistent, one per server thread
 # (WEB_CONCURRENCY x WEB_THREADS in all), checked before reuse so that a restarted database
 # fails no request. DB_POOL_SIZE=n uses Django's psycopg pool instead (n per process).
 _database["CONN_MAX_AGE"] = env.get_int("DB_CONN_MAX_AGE", 600)
@@ -51,7 +53,7 @@ if _pool_size:
         "check": ConnectionPool.check_connection,
     }
 # Server-side prepared statements: PostgreSQL parses and plans each hot query once per
-# connection rather than per request (half its CPU per request here). Off behind a pooler that
+# connection rather than per request (docs/performance.md). Off behind a pooler that
 # shares server connections between clients (PgBouncer's transaction mode).
 if env.get_bool("DB_PREPARED_STATEMENTS", not env.get_bool("DB_BEHIND_POOLER", False)):
     _database["OPTIONS"]["server_side_binding"] = True
@@ -88,9 +90,19 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 BEHIND_PROXY = HTTPS and env.get_bool("DJANGO_BEHIND_PROXY", True)
 if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-# The client's address (login throttling) is the X-Forwarded-For entry the proxies in front
-# added: with N proxies, the Nth from the right. 0: the TCP peer.
-TRUSTED_PROXY_HOPS = env.get_int("DJANGO_PROXY_HOPS", 1 if BEHIND_PROXY else 0)
+# The client's address (login throttling) comes from X-Forwarded-For only when the TCP peer is
+# in one of these networks (comma-separated CIDRs): anyone else could write any address there.
+# Behind a proxy, the private and loopback ranges by default, where a compose network's or a
+# cluster's proxy lives; narrow them where untrusted hosts share those ranges.
+_PRIVATE_NETWORKS = [
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # loopback, RFC 1918
+    "::1/128", "fc00::/7",  # loopback, unique local
+]  # fmt: skip
+_proxies = env.get_list("DJANGO_TRUSTED_PROXIES", _PRIVATE_NETWORKS if BEHIND_PROXY else [])
+try:
+    TRUSTED_PROXIES = [ipaddress.ip_network(network, strict=False) for network in _proxies]
+except ValueError as error:
+    raise ImproperlyConfigured(f"DJANGO_TRUSTED_PROXIES: {error}.") from None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
@@ -112,11 +124,19 @@ SECURE_CSP = {
 }
 
 # Failed logins (API token and admin) are counted in the database, so across every server
-# process: past either limit within the window, logins answer 429 with Retry-After.
+# process (accounts/throttle.py). Past either limit per account and address or per address
+# within the window, logins answer 429 with Retry-After. Per account from every address there
+# is no refusal (anyone could lock anyone out): past its count, each attempt waits a moment.
 AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
 LOGIN_FAILURE_WINDOW_SECONDS = env.get_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
-LOGIN_FAILURES_PER_ACCOUNT = env.get_int("LOGIN_FAILURES_PER_ACCOUNT", 5)
+LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS = env.get_int("LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS", 5)
 LOGIN_FAILURES_PER_ADDRESS = env.get_int("LOGIN_FAILURES_PER_ADDRESS", 20)
+LOGIN_FAILURES_PER_ACCOUNT = env.get_int("LOGIN_FAILURES_PER_ACCOUNT", 10)
+# The wait holds a server thread: capped so that a flood of guesses cannot hold them all long.
+_slowdown_ms = env.get_int("LOGIN_SLOWDOWN_MILLISECONDS", 1000)
+if not 0 <= _slowdown_ms <= 2000:
+    raise ImproperlyConfigured(f"LOGIN_SLOWDOWN_MILLISECONDS={_slowdown_ms}: use 0 to 2000.")
+LOGIN_SLOWDOWN_SECONDS = _slowdown_ms / 1000
 
 # Request size limits: a body over this is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("MAX_REQUEST_BYTES", 1024 * 1024)
@@ -134,11 +154,13 @@ INSTALLED_APPS = [
     "accounts",
     "notes",
     "idempotency",
-    "ops",
+    "pgembedded",
+    "server",
+    "backups",
 ]
 
 MIDDLEWARE = [
-    "ops.middleware.HealthProbeMiddleware",
+    "core.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -195,6 +217,15 @@ STORAGES = {
 
 # -- The API -----------------------------------------------------------------------------------
 API_TOKEN_LIFETIME_SECONDS = env.get_int("API_TOKEN_LIFETIME_SECONDS", 30 * 24 * 3600)
+# Who may read /api/docs and /api/openapi.json: anyone, staff signed in to the admin, or nobody
+# (404). A deployment behind HTTPS keeps its API's map to staff unless it says otherwise; over
+# http://localhost a newcomer sees the docs at once.
+API_DOCS_CHOICES = ("public", "staff", "off")
+API_DOCS = env.get_str("API_DOCS").strip().lower() or ("staff" if HTTPS else "public")
+if API_DOCS not in API_DOCS_CHOICES:
+    raise ImproperlyConfigured(
+        f"API_DOCS={env.get_str('API_DOCS')!r} is not one of: {', '.join(API_DOCS_CHOICES)}."
+    )
 
 # -- Serving -----------------------------------------------------------------------------------
 PORT = env.get_int("PORT", 3003)
@@ -207,7 +238,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.get_str("LOG_LEVEL", "INFO")},
 }
 
-# -- Read replicas (optional; see config/db_router.py and README "Kubernetes and bigger hosts") --
+# -- Read replicas (optional; see core/replicas.py and docs/scaling.md) --------------------------
 # DATABASE_REPLICA_URLS: comma-separated replicas of the primary. Unset, nothing here applies.
 DATABASE_REPLICA_ALIASES = []
 for _number, _replica in enumerate(env.database_replicas_from_environment(_database), 1):
@@ -219,10 +250,10 @@ for _number, _replica in enumerate(env.database_replicas_from_environment(_datab
     }
     DATABASE_REPLICA_ALIASES.append(f"replica_{_number}")
 if DATABASE_REPLICA_ALIASES:
-    DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+    DATABASE_ROUTERS = ["core.db_router.PrimaryReplicaRouter"]
     MIDDLEWARE.insert(
-        MIDDLEWARE.index("ops.middleware.HealthProbeMiddleware") + 1,
-        "ops.replicas.ReadYourWritesMiddleware",
+        MIDDLEWARE.index("core.middleware.HealthProbeMiddleware") + 1,
+        "core.replicas.ReadYourWritesMiddleware",
     )
 # After a write, the same client reads from the primary for this long (a cookie).
 REPLICA_PIN_SECONDS = env.get_int("REPLICA_PIN_SECONDS", 5)

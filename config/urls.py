@@ -2,16 +2,16 @@ from django.contrib import admin
 from django.urls import path
 
 from config.api import api_urls
-from ops import views
+from core import views
 
 urlpatterns = [
     path("", views.landing, name="landing"),
-    # Answered by ops.middleware.HealthProbeMiddleware first; listed here for reverse().
+    # Answered by core.middleware.HealthProbeMiddleware first; listed here for reverse().
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/", api_urls()),
 ]
 
-handler404 = "ops.views.not_found"
-handler500 = "ops.views.server_error"
+handler404 = "core.views.not_found"
+handler500 = "core.views.server_error"

@@ -4,13 +4,9 @@ from typing import Annotated
 from ninja import Schema
 from pydantic import ConfigDict, Field, StringConstraints
 
-from .models import BODY_MAX_LENGTH, MAX_TAGS, TAG_MAX_LENGTH, TITLE_MAX_LENGTH
+from core.fields import NO_NUL, NO_NUL_NOT_BLANK
 
-# PostgreSQL cannot store NUL in text: refuse it here, with a message naming the field.
-NO_NUL = r"^[^\x00]*$"
-# The same for text that is stripped: the schema also says it must not be blank, which
-# `min_length=1` enforces after stripping (so this pattern only ever fails on a NUL).
-NO_NUL_NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+from .models import BODY_MAX_LENGTH, MAX_TAGS, TAG_MAX_LENGTH, TITLE_MAX_LENGTH
 
 Title = Annotated[
     str,

@@ -8,11 +8,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery
 from django.db.models import Q, QuerySet
 
-from ops.prepared_query import PreparedQuery
+from core.fields import MAX_BIGINT
+from core.prepared_query import PreparedQuery
 
 from .models import SEARCH_CONFIG, Note, search_vector
-
-MAX_ID = 2**63 - 1  # bigint: a larger id in a cursor would make PostgreSQL refuse the query
 
 
 class InvalidCursor(ValueError):
@@ -37,7 +36,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         when = datetime.fromisoformat(created)
         if when.tzinfo is None or not (note_id.isascii() and note_id.isdigit()):
             raise ValueError
-        if not 0 < int(note_id) <= MAX_ID:
+        if not 0 < int(note_id) <= MAX_BIGINT:
             raise ValueError
         # In UTC, or overflowing here rather than in PostgreSQL (e.g. 9999-12-31T23:59-23:59).
         return when.astimezone(UTC), int(note_id)
@@ -47,7 +46,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 # Every column, so that the notes made from rows are whole model instances.
 NOTE_COLUMNS = ("id", "owner_id", "title", "body", "tags", "created", "updated")
-# Stand-ins for the values of hot-path queries (ops/prepared_query.py): never real values.
+# Stand-ins for the values of hot-path queries (core/prepared_query.py): never real values.
 _ID_MARKER = -7_000_001
 _OWNER_MARKER = -7_000_002
 _TAG_MARKER = "\x00tag"
@@ -93,7 +92,12 @@ def _page(
     return notes.order_by("-created", "-pk").values_list(*NOTE_COLUMNS)[: limit + 1]
 
 
-@functools.lru_cache(maxsize=512)
+# The most notes a page may hold (the API's `limit`).
+PAGE_LIMIT_MAX = 100
+
+
+# One entry per shape: every limit, with or without each of tag, query and cursor.
+@functools.lru_cache(maxsize=PAGE_LIMIT_MAX * 2**3)
 def _page_query(limit: int, tag: bool, query: bool, after: bool) -> PreparedQuery:
     """The page query of this shape, compiled once per process."""
     markers: dict = {"owner_id": _OWNER_MARKER}

@@ -1,9 +1,9 @@
+from pathlib import Path
+
 import pytest
-from django.test import Client
 
 from accounts.services import token_create
-
-PASSWORD = "correct horse battery staple"
+from tests.support.api import PASSWORD, ApiClient
 
 
 @pytest.fixture
@@ -24,19 +24,6 @@ def other_user(make_user):
     return make_user("bob")
 
 
-class ApiClient(Client):
-    """Django's test client speaking JSON, with an optional bearer token."""
-
-    def __init__(self, token: str | None = None):
-        super().__init__(headers={"Authorization": f"Bearer {token}"} if token else None)
-
-    def send(self, method: str, path: str, json=None, **kwargs):
-        if json is not None:
-            kwargs.setdefault("content_type", "application/json")
-            kwargs["data"] = json
-        return getattr(self, method.lower())(path, **kwargs)
-
-
 @pytest.fixture
 def anonymous():
     return ApiClient()
@@ -54,3 +41,18 @@ def client_for():
 @pytest.fixture
 def api(client_for, user):
     return client_for(user)
+
+
+# Each folder holds one kind of test, marked by its name; `-m fast` runs the kinds that need no
+# server processes, browser or containers (seconds, not minutes).
+KINDS = {"unit", "api", "system", "deploy", "browser", "containers"}
+FAST_KINDS = {"unit", "api", "deploy"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        kind = Path(item.path).relative_to(Path(__file__).parent).parts[0]
+        if kind in KINDS:
+            item.add_marker(kind)
+            if kind in FAST_KINDS:
+                item.add_marker("fast")

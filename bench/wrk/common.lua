@@ -1,5 +1,5 @@
--- Shared by the scenario scripts: the dataset (BENCH_DATA, written by bench/run.py), a random
--- seed per thread, and a machine-readable summary line for bench/run.py to parse.
+-- Shared by the scenario scripts: the dataset (BENCH_DATA, written by bench/load.py), a random
+-- seed per thread, and a machine-readable summary line for bench/load.py to parse.
 local common = {}
 
 common.data = dofile(os.getenv("BENCH_DATA"))

@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 
-from .harness import Browser, form_errors
+from tests.support.container_http import Browser, form_errors
 
 pytestmark = pytest.mark.containers
 

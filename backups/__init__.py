@@ -1,0 +1,27 @@
+"""Backups of the database as pg_dump custom-format files, checked before anything is restored.
+
+One implementation for every runtime: `manage.py backup` and `restore` locally, and the compose
+stack's `backup` service, which runs the same commands from the app image. The connection comes
+from Django's settings and reaches pg_dump, pg_restore and psql through libpq's environment
+variables, so a password never appears on a command line. Safety, step by step:
+
+- pg_dump reads one snapshot, so a backup is consistent while the app keeps writing;
+- it writes `NAME.dump.partial`, which is fsynced and renamed only once complete, with its
+  sha256 beside it (`NAME.dump.sha256`, the format `sha256sum -c` reads);
+- before a restore touches the database the file is read to its end (`pg_restore` into
+  /dev/null) and its checksum compared: a truncated or foreign file stops there;
+- the restore replaces the archive's schemas as a whole in one transaction, committed only once
+  the whole file went in: a failure halfway leaves the data that was there before.
+
+| module | what it holds |
+| --- | --- |
+| `errors.py` | `BackupError`, the one error the commands turn into a message |
+| `tools.py` | finding PostgreSQL's programs, their versions, libpq's environment |
+| `catalogue.py` | the backups folder: names, listing, pruning, checksums |
+| `progress.py` | running a program while reporting how far it got |
+| `dump.py` | writing a backup |
+| `validate.py` | reading a backup to its end before trusting it |
+| `restore.py` | replacing the database's contents with a backup's |
+| `schedule.py` | `backup --every`: the loop the compose `backup` service runs |
+| `database.py` | Django's connection, as the commands open and describe it |
+"""

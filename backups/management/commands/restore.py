@@ -1,0 +1,113 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from backups import dumps as backup
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore a backup made by `backup` (or the compose `backup` service) into the "
+        "configured database. The file is read to its end first; the restore runs in one "
+        "transaction, so a failure leaves the database as it was."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", nargs="?", type=Path, help="the .dump file to restore")
+        parser.add_argument(
+            "--latest", action="store_true", help="restore the newest backup in the folder"
+        )
+        parser.add_argument(
+            "--dir",
+            type=Path,
+            help="folder --latest looks in (default: $BACKUP_DIR, else DATA_DIR/backups)",
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="replace the data when the database is not empty (a backup of it is made first)",
+        )
+        parser.add_argument(
+            "--no-backup-first",
+            action="store_true",
+            help="with --force: do not back up the data being replaced",
+        )
+
+    def handle(self, *args, **options):
+        try:
+            self.restore(options)
+        except backup.BackupError as error:
+            raise CommandError(str(error)) from None
+
+    def restore(self, options) -> None:
+        folder = (options["dir"] or backup.default_folder()).resolve()
+        path = self.chosen_file(options, folder)
+        say = self.stdout.write if options["verbosity"] > 0 else None
+
+        summary = backup.validate(path)
+        checksum = "matches its sha256" if summary.checksum_verified else "no sha256 recorded"
+        self.stdout.write(
+            f"Checked {path}: {backup.human_size(summary.size)}, database "
+            f"{summary.database or '?'}, PostgreSQL {summary.server_version or '?'}, written "
+            f"{summary.created or '?'}, {len(summary.tables)} tables, readable to the end, "
+            f"{checksum}"
+        )
+
+        backup.connect(connection)
+        target = backup.describe_database(connection)
+        with connection.cursor() as cursor:
+            existing = backup.tables_with_rows(cursor)
+        if existing:
+            listed = ", ".join(f"{table} ({rows} rows)" for table, rows in existing.items())
+            if not options["force"]:
+                raise CommandError(
+                    f"The database {target} already holds data: {listed}. Nothing was changed. "
+                    f"To replace it with the backup, run again with --force (the current data "
+                    f"is backed up first)."
+                )
+            if not options["no_backup_first"]:
+                self.stdout.write("Backing up the data about to be replaced")
+                saved = backup.dump(
+                    settings_dict=connection.settings_dict,
+                    folder=folder,
+                    server_version=connection.pg_version,
+                    say=say,
+                )
+                self.stdout.write(
+                    f"Saved the current data to {saved.path} ({backup.human_size(saved.size)})"
+                )
+            self.stdout.write(f"Replacing the data in {target}: {listed}")
+        else:
+            self.stdout.write(f"Restoring into {target} (no data there yet)")
+
+        # pg_restore drops and re-creates the tables: hold nothing open on them meanwhile.
+        settings_dict = dict(connection.settings_dict)
+        connection.close()
+        elapsed = backup.restore(path=path, settings_dict=settings_dict, say=say)
+
+        with connection.cursor() as cursor:
+            restored = backup.tables_with_rows(cursor)
+        counts = ", ".join(f"{table} ({rows} rows)" for table, rows in restored.items())
+        self.stdout.write(f"Restored {path.name} in {elapsed:.1f} s: {counts or 'no rows'}")
+        self.report_migrations()
+
+    def chosen_file(self, options, folder: Path) -> Path:
+        if options["latest"] == bool(options["file"]):
+            raise CommandError("Name the backup file to restore, or pass --latest (not both).")
+        if options["file"]:
+            return options["file"].resolve()
+        latest = backup.latest_backup(folder)
+        if latest is None:
+            raise CommandError(f"No backups in {folder}. Name the file to restore instead.")
+        return latest.path
+
+    def report_migrations(self) -> None:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if pending:
+            self.stdout.write(
+                f"The backup predates {len(pending)} of this code's migrations: `serve` applies "
+                f"them at start, or run `manage.py migrate`."
+            )

@@ -1,0 +1,206 @@
+import json
+import shutil
+import time
+from pathlib import Path
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+
+from backups import dumps as backup
+from core.errors import first_line
+from pgembedded.postgres import MAJOR_VERSION
+
+
+class Command(BaseCommand):
+    help = (
+        "Where the data lives, the PostgreSQL version, database size, notes and users, the "
+        "last backup and free disk space."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument(
+            "--dir",
+            type=Path,
+            help="backups folder (default: $BACKUP_DIR, else DATA_DIR/backups)",
+        )
+
+    def handle(self, *args, **options):
+        folder = (options["dir"] or backup.default_folder()).resolve()
+        report = self.database_report()
+        report |= self.backups_report(folder)
+        report |= self.disk_report(folder)
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2, default=str))
+        else:
+            self.print_report(report)
+        if report.get("error"):
+            raise CommandError(report["error"])
+
+    # -- gathering ------------------------------------------------------------------------------
+
+    def database_report(self) -> dict:
+        report: dict = {}
+        if settings.EMBEDDED_DATABASE:
+            server = connection.embedded_server()
+            report["kind"] = "embedded"
+            report["location"] = str(server.pgdata)
+            report["data_folder_bytes"] = backup.folder_size(server.pgdata)
+            if not server.is_initialised():
+                report["state"] = (
+                    "not created yet: `serve`, or any command that needs the database, creates it"
+                )
+                return report
+            if server.data_version() != MAJOR_VERSION:
+                report["state"] = (
+                    f"holds PostgreSQL {server.data_version()} data, but this project runs "
+                    f"PostgreSQL {MAJOR_VERSION}: see `manage.py upgrade_data --help`"
+                )
+                return report
+            pid = server.running_pid()
+            report["state"] = f"running (pid {pid})" if pid else "stopped (started for this check)"
+        else:
+            where = connection.settings_dict
+            report["kind"] = "configured"
+            report["location"] = f"{where['HOST']}:{where['PORT']}/{where['NAME']}"
+        try:
+            backup.connect(connection)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('server_version'), current_database(), "
+                    "pg_database_size(current_database())"
+                )
+                version, name, size = cursor.fetchone()
+        except (backup.BackupError, DatabaseError) as error:
+            report["error"] = first_line(error)
+            return report
+        report |= {"server_version": version, "database": name, "database_bytes": size}
+        try:
+            report["rows"] = {
+                model._meta.label_lower: model._default_manager.count()
+                for model in content_models()
+            }
+        except DatabaseError:
+            report["rows"] = None  # tables not created yet
+        executor = MigrationExecutor(connection)
+        report["pending_migrations"] = len(
+            executor.migration_plan(executor.loader.graph.leaf_nodes())
+        )
+        return report
+
+    def backups_report(self, folder: Path) -> dict:
+        backups = backup.list_backups(folder)
+        report = {
+            "backup_folder": str(folder),
+            "backups": len(backups),
+            "backups_bytes": sum(item.size for item in backups),
+            "last_backup": None,
+        }
+        if backups:
+            last = backups[-1]
+            report["last_backup"] = {
+                "path": str(last.path),
+                "bytes": last.size,
+                "taken": last.taken.isoformat(),
+                "age_seconds": round(time.time() - last.taken.timestamp()),
+                "sha256_recorded": last.checksum_path.exists(),
+            }
+        return report
+
+    def disk_report(self, folder: Path) -> dict:
+        data_place = settings.DATA_DIR if settings.EMBEDDED_DATABASE else None
+        report, devices = {}, set()
+        for key, place in (("disk_data", data_place), ("disk_backups", folder)):
+            existing = nearest_existing(place) if place else None
+            if existing is None or existing.stat().st_dev in devices:
+                continue  # one line per file system
+            devices.add(existing.stat().st_dev)
+            usage = shutil.disk_usage(existing)
+            report[key] = {"path": str(place), "free_bytes": usage.free, "total_bytes": usage.total}
+        return report
+
+    # -- printing ---------------------------------------------------------------------------------
+
+    def print_report(self, report: dict) -> None:
+        size = backup.human_size
+        lines = []
+        if report["kind"] == "embedded":
+            lines.append(("Data", f"embedded PostgreSQL in {report['location']}"))
+            lines.append(("Server", report["state"]))
+        else:
+            lines.append(("Data", f"configured PostgreSQL at {report['location']}"))
+        if "server_version" in report:
+            lines.append(("PostgreSQL", report["server_version"]))
+            lines.append(("Database", f"{report['database']}, {size(report['database_bytes'])}"))
+        if report.get("data_folder_bytes"):
+            lines.append(("On disk", f"{size(report['data_folder_bytes'])} (data folder)"))
+        if "rows" in report:
+            if report["rows"] is None:
+                lines.append(("Contents", "no tables yet (run `manage.py migrate` or `serve`)"))
+            else:
+                counts = [
+                    f"{report['rows'][model._meta.label_lower]} {model._meta.verbose_name_plural}"
+                    for model in content_models()
+                ]
+                lines.append(("Contents", ", ".join(counts)))
+            pending = report["pending_migrations"]
+            lines.append(("Schema", f"{pending} migrations pending" if pending else "up to date"))
+        if report["backups"]:
+            lines.append(
+                (
+                    "Backups",
+                    f"{report['backups']} in {report['backup_folder']}, "
+                    f"{size(report['backups_bytes'])} in all",
+                )
+            )
+            last = report["last_backup"]
+            checksum = "sha256 recorded" if last["sha256_recorded"] else "no sha256"
+            lines.append(
+                (
+                    "Last backup",
+                    f"{last['path']}, {size(last['bytes'])}, "
+                    f"{backup.human_age(last['age_seconds'])} old, {checksum}",
+                )
+            )
+        else:
+            lines.append(
+                ("Backups", f"none in {report['backup_folder']}: make one with `manage.py backup`")
+            )
+        for key in ("disk_data", "disk_backups"):
+            if key in report:
+                disk = report[key]
+                lines.append(
+                    (
+                        "Free disk",
+                        f"{size(disk['free_bytes'])} of {size(disk['total_bytes'])} "
+                        f"where {disk['path']} is",
+                    )
+                )
+        if report.get("error"):
+            lines.append(("Error", report["error"]))
+        width = max(len(label) for label, _ in lines) + 2
+        for label, value in lines:
+            self.stdout.write(f"{label + ':':<{width}}{value}")
+
+
+def content_models() -> list:
+    """The user model, then every model of this project's own apps, found through the registry
+    (so that removing or adding an app needs no change here)."""
+    user_model = get_user_model()
+    project = settings.BASE_DIR
+    models = [user_model]
+    for app in apps.get_app_configs():
+        if Path(app.path).is_relative_to(project):
+            models += [model for model in app.get_models() if model is not user_model]
+    return models
+
+
+def nearest_existing(path: Path) -> Path | None:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return None

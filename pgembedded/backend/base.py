@@ -1,0 +1,24 @@
+"""Django's PostgreSQL backend, starting the embedded server on first connection.
+
+Any management command that touches the database (`shell`, `migrate`, `createsuperuser`,
+`dbshell`, ...) then works whether `serve` is running or not.
+"""
+
+from pathlib import Path
+
+from django.db.backends.postgresql import base
+
+from pgembedded import postgres as embedded_postgres
+
+from .client import DatabaseClient
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    client_class = DatabaseClient
+
+    def embedded_server(self) -> embedded_postgres.EmbeddedPostgres:
+        return embedded_postgres.for_data_dir(Path(self.settings_dict["EMBEDDED_DATA_DIR"]))
+
+    def get_new_connection(self, conn_params):
+        self.embedded_server().ensure_running()
+        return super().get_new_connection(conn_params)

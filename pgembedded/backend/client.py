@@ -1,0 +1,17 @@
+from django.db.backends.postgresql import client
+
+from pgembedded import postgres as embedded_postgres
+
+
+class DatabaseClient(client.DatabaseClient):
+    """`dbshell` with the wheel's own psql: no PostgreSQL client needs to be installed."""
+
+    def runshell(self, parameters):
+        self.connection.embedded_server().ensure_running()
+        super().runshell(parameters)
+
+    @classmethod
+    def settings_to_cmd_args_env(cls, settings_dict, parameters):
+        args, env = super().settings_to_cmd_args_env(settings_dict, parameters)
+        args[0] = str(embedded_postgres.binaries() / "psql")
+        return args, env

