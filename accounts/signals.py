@@ -22,8 +22,10 @@ def note_whether_tokens_end(sender, instance, raw: bool, using: str, update_fiel
     (the same condition Django uses to call the validators' `password_changed()`). Upgrading
     a hash at login clears it before saving, so that does not log anyone out.
     """
-    instance._ends_api_tokens = not raw and not instance._state.adding and _ends_tokens(
-        sender, instance, using, update_fields
+    instance._ends_api_tokens = (
+        not raw
+        and not instance._state.adding
+        and _ends_tokens(sender, instance, using, update_fields)
     )
 
 

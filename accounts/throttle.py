@@ -141,7 +141,11 @@ def login_attempt_begin(*, username: str, address: str | None) -> None:
 
 
 def _lock(database: str, address: str | None) -> None:
-    """Hold this address's attempts back until this transaction ends (a few milliseconds)."""
+    """Hold this address's attempts back until this transaction ends (a few milliseconds).
+
+    Inside a request-wide transaction (ATOMIC_REQUESTS, which this project does not use) it
+    would last through the password check: one attempt at a time per address.
+    """
     digest = hashlib.sha256(f"keepnotes login address {address}".encode()).digest()
     key = int.from_bytes(digest[:8], "big", signed=True)
     with connections[database].cursor() as cursor:

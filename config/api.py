@@ -249,6 +249,10 @@ def on_data_error(request, exc):
 
 @api.exception_handler(DatabaseError)
 def on_database_error(request, exc):
+    # Class 54 (program_limit_exceeded: too long, too large, too complex) is the request itself:
+    # psycopg files it under OperationalError, but retrying the same request cannot help.
+    if (getattr(exc.__cause__, "sqlstate", None) or "").startswith("54"):
+        return _error(request, 400, "The request exceeds a limit of the database; make it smaller.")
     if isinstance(exc, OperationalError | InterfaceError):
         response = _error(request, 503, "The database is unavailable; try again shortly.")
         response["Retry-After"] = "5"

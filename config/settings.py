@@ -140,6 +140,9 @@ LOGIN_SLOWDOWN_SECONDS = _slowdown_ms / 1000
 
 # Request size limits: a body over this is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("MAX_REQUEST_BYTES", 1024 * 1024)
+# A request not all there this long after it was accepted is answered 408; until then it holds
+# no server thread (server/buffering_worker.py).
+REQUEST_READ_TIMEOUT = env.get_int("REQUEST_READ_TIMEOUT", 30)
 
 # -- Applications ------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -170,6 +173,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.middleware.LengthRequiredMiddleware",
     "accounts.middleware.LoginThrottleMiddleware",
 ]
 
@@ -250,7 +254,7 @@ for _number, _replica in enumerate(env.database_replicas_from_environment(_datab
     }
     DATABASE_REPLICA_ALIASES.append(f"replica_{_number}")
 if DATABASE_REPLICA_ALIASES:
-    DATABASE_ROUTERS = ["core.db_router.PrimaryReplicaRouter"]
+    DATABASE_ROUTERS = ["core.replicas.PrimaryReplicaRouter"]
     MIDDLEWARE.insert(
         MIDDLEWARE.index("core.middleware.HealthProbeMiddleware") + 1,
         "core.replicas.ReadYourWritesMiddleware",

@@ -24,6 +24,9 @@ KNOWN_DEFAULT_PASSWORDS = {"password", "postgres", "admin", "secret", "changeme"
 ENV_FILE_ASSIGNMENT = re.compile(r"^\s*#?\s*(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
 INTERPOLATION_DEFAULT = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-(?P<default>[^}]*)\}")
 INTERPOLATED_NAME = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
+INTERPOLATION = re.compile(
+    r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<operator>[-?])(?P<argument>[^}]*))?\}"
+)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -67,6 +70,20 @@ def environment_items(service: dict) -> list[tuple[str, str]]:
     if isinstance(environment, dict):
         return [(key, "" if value is None else str(value)) for key, value in environment.items()]
     return [tuple(item.partition("=")[::2]) for item in environment]
+
+
+def interpolate(value: str, values: dict[str, str]) -> str:
+    """Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?error}` with `values` as the .env."""
+
+    def substitute(match: re.Match) -> str:
+        given = values.get(match["name"], "")
+        if given or not match["operator"]:
+            return given
+        if match["operator"] == "?":
+            raise KeyError(f"{match['name']}: {match['argument']}")
+        return match["argument"]
+
+    return INTERPOLATION.sub(substitute, value).replace("$$", "$")
 
 
 def values_and_interpolation_defaults(value: str) -> list[str]:

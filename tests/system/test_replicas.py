@@ -7,14 +7,15 @@ on the standby makes it lag on purpose, so where each read went shows in what it
 """
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from http.cookiejar import CookieJar
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -24,7 +25,7 @@ from django.test import RequestFactory
 from core import env, replicas
 from core.replicas import PrimaryReplicaRouter, routing
 from notes.models import Note
-from pgembedded.postgres import DATABASE, EmbeddedPostgres, binaries
+from pgembedded.postgres import EmbeddedPostgres, binaries
 from server import connection_budget
 from tests.support.processes import SUPERUSER, Server
 
@@ -41,13 +42,16 @@ def socket_url(server: EmbeddedPostgres) -> str:
     # urlsplit lower-cases host names: keep the socket path free of capitals.
     path = str(server.socket_dir.resolve())
     assert path == path.lower(), path
-    return f"postgres://postgres@{quote(path, safe='')}:{server.port}/{DATABASE}"
+    return server.url()
 
 
 def make_standby(primary: EmbeddedPostgres, data_dir: Path) -> EmbeddedPostgres:
     """A hot standby streaming from `primary`: pg_basebackup -R, then start it."""
     standby = EmbeddedPostgres(data_dir)
     data_dir.mkdir(mode=0o700)
+    # Every connection asks for the superuser's password: the standby's role is the primary's
+    # (copied by the backup), so it keeps the primary's password file too.
+    shutil.copy(primary.password_file, standby.password_file)
     # As root, the same user namespace as the primary's own programs (or the same fallback).
     process = primary._run_postgres_program(
         [
@@ -60,12 +64,15 @@ def make_standby(primary: EmbeddedPostgres, data_dir: Path) -> EmbeddedPostgres:
             str(primary.port),
             "--username",
             "postgres",
+            "--no-password",  # fail rather than wait on a prompt
             "--wal-method=stream",
             "--checkpoint=fast",
             # standby.signal and primary_conninfo: start as a streaming replica.
             "--write-recovery-conf",
         ],
         paths=[data_dir],
+        # Written into primary_conninfo by --write-recovery-conf: the standby's link needs it.
+        env={**os.environ, "PGPASSWORD": primary.password()},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -99,6 +106,11 @@ def servers(tmp_path_factory):
 def query(server: EmbeddedPostgres, sql: str, *params):
     with server.connect(autocommit=True) as connection:
         return connection.execute(sql, params).fetchone()
+
+
+def execute(server: EmbeddedPostgres, sql: str, *params) -> None:
+    with server.connect(autocommit=True) as connection:
+        connection.execute(sql, params)
 
 
 def wait_until_replayed(primary: EmbeddedPostgres, standby: EmbeddedPostgres) -> None:
@@ -227,6 +239,42 @@ def test_reads_go_to_the_replica_and_a_writer_reads_its_own_writes(servers, api)
     wait_until_replayed(primary, standby)
     wait_for_report(api, {"status": "ok", "lag_seconds": 0.0})
     assert other.request("GET", path)[0] == 200
+
+
+def test_a_revoked_token_is_refused_at_once_even_by_reads_from_a_lagging_replica(servers, api):
+    """The token check reads the primary: revoking (or deactivating) acts at once, even on GETs."""
+    primary, standby = servers
+    # No cookies: no read-your-writes window, so every GET below is one a replica may answer.
+    logins = [Client(api.port).request("POST", "/api/v1/auth/token", SUPERUSER) for _ in range(2)]
+    assert [status for status, _ in logins] == [201, 201], logins
+    doomed, survivor = (Client(api.port, body["token"], keeps_cookies=False) for _, body in logins)
+    wait_until_replayed(primary, standby)
+    wait_for_report(api, {"status": "ok", "lag_seconds": 0.0})
+
+    query(standby, "SELECT pg_wal_replay_pause()")
+    try:
+        status, note = survivor.request("POST", "/api/v1/notes", {"title": "unreplayed"})
+        assert status == 201
+        # GETs do read the replica, which has not seen the note...
+        assert survivor.request("GET", f"/api/v1/notes/{note['id']}")[0] == 404
+        assert doomed.request("GET", "/api/v1/me")[0] == 200
+
+        assert doomed.request("DELETE", "/api/v1/auth/token")[0] == 204
+        # ...but the replica, which still holds the revoked token, is not asked about it.
+        assert doomed.request("GET", "/api/v1/me") == (401, {"detail": "Unauthorized"})
+        assert survivor.request("GET", "/api/v1/me")[0] == 200
+
+        # A user deactivated behind the app's back (no signal deletes the tokens): the same.
+        deactivate = "UPDATE auth_user SET is_active = %s WHERE username = %s"
+        execute(primary, deactivate, False, SUPERUSER["username"])
+        try:
+            assert survivor.request("GET", "/api/v1/me")[0] == 401
+        finally:
+            execute(primary, deactivate, True, SUPERUSER["username"])
+        assert survivor.request("GET", f"/api/v1/notes/{note['id']}")[0] == 404  # still lagging
+    finally:
+        query(standby, "SELECT pg_wal_replay_resume()")
+    wait_until_replayed(primary, standby)
 
 
 def test_the_start_sequence_checks_the_connection_budget_of_every_server(api):

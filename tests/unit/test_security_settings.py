@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+from ipaddress import ip_network
 
 import pytest
 from django.test import Client
@@ -80,22 +81,72 @@ def test_asking_for_hsts_preload_sends_it(tmp_path):
     ]
 
 
+PRIVATE_NETWORKS = "127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,::1/128,fc00::/7"
+
+
+def networks(text: str) -> str:
+    return repr([ip_network(network) for network in text.split(",") if network])
+
+
 @pytest.mark.parametrize(
-    ("extra", "hops"),
-    [({}, "1"), ({"DJANGO_PROXY_HOPS": "2"}, "2"), ({"DJANGO_BEHIND_PROXY": "false"}, "0")],
+    ("extra", "proxies"),
+    [
+        ({}, PRIVATE_NETWORKS),
+        ({"DJANGO_TRUSTED_PROXIES": "192.0.2.0/24, 2001:db8::/32"}, "192.0.2.0/24,2001:db8::/32"),
+        ({"DJANGO_TRUSTED_PROXIES": "192.0.2.7"}, "192.0.2.7/32"),
+        ({"DJANGO_TRUSTED_PROXIES": ""}, ""),
+        ({"DJANGO_BEHIND_PROXY": "false"}, ""),
+        ({"DJANGO_HTTPS": "false"}, ""),
+        ({"DJANGO_HTTPS": "false", "DJANGO_TRUSTED_PROXIES": "10.0.0.0/8"}, "10.0.0.0/8"),
+    ],
 )
-def test_behind_a_tls_proxy_its_headers_are_trusted_as_configured(tmp_path, extra, hops):
+def test_behind_a_tls_proxy_its_headers_are_trusted_as_configured(tmp_path, extra, proxies):
     environ = {**PRODUCTION, "DATA_DIR": str(tmp_path), **extra}
 
-    proxy_header, trusted_hops = settings_in(
-        environ, "SECURE_PROXY_SSL_HEADER", "TRUSTED_PROXY_HOPS"
-    )
+    proxy_header, trusted = settings_in(environ, "SECURE_PROXY_SSL_HEADER", "TRUSTED_PROXIES")
 
-    assert trusted_hops == hops
-    if extra.get("DJANGO_BEHIND_PROXY") == "false":
+    assert trusted == networks(proxies)
+    if "false" in extra.values():
         assert proxy_header == "None"
     else:
         assert proxy_header == "('HTTP_X_FORWARDED_PROTO', 'https')"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"DJANGO_TRUSTED_PROXIES": "10.0.0.0/33"}, "DJANGO_TRUSTED_PROXIES"),
+        ({"DJANGO_TRUSTED_PROXIES": "the ingress"}, "DJANGO_TRUSTED_PROXIES"),
+        (
+            {"LOGIN_SLOWDOWN_MILLISECONDS": "5000"},
+            "LOGIN_SLOWDOWN_MILLISECONDS=5000: use 0 to 2000",
+        ),
+    ],
+)
+def test_start_up_refuses_bad_proxy_and_login_settings(tmp_path, extra, message):
+    result = manage_py({**PRODUCTION, "DATA_DIR": str(tmp_path), **extra}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(f"error: {message}"), result.stderr
+
+
+def test_login_limits_come_from_the_environment(tmp_path):
+    environ = {
+        **PRODUCTION,
+        "DATA_DIR": str(tmp_path),
+        "LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS": "3",
+        "LOGIN_FAILURES_PER_ADDRESS": "30",
+        "LOGIN_FAILURES_PER_ACCOUNT": "12",
+        "LOGIN_SLOWDOWN_MILLISECONDS": "250",
+    }
+
+    assert settings_in(
+        environ,
+        "LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS",
+        "LOGIN_FAILURES_PER_ADDRESS",
+        "LOGIN_FAILURES_PER_ACCOUNT",
+        "LOGIN_SLOWDOWN_SECONDS",
+    ) == ["3", "30", "12", "0.25"]
 
 
 # -- The secret key -------------------------------------------------------------------------------

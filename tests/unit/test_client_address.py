@@ -1,0 +1,89 @@
+"""The client's address for login throttling: X-Forwarded-For only from a trusted proxy."""
+
+from ipaddress import ip_network
+
+import pytest
+from django.test import RequestFactory
+
+from accounts.throttle import client_address, counted_address
+
+PROXIES = [ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
+
+
+def address(peer: str | None, forwarded: str | None = None) -> str | None:
+    meta = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
+    request = RequestFactory().get("/", **meta)
+    if peer is None:
+        del request.META["REMOTE_ADDR"]
+    else:
+        request.META["REMOTE_ADDR"] = peer
+    return client_address(request)
+
+
+@pytest.fixture(autouse=True)
+def _proxies(settings):
+    settings.TRUSTED_PROXIES = PROXIES
+
+
+def test_an_untrusted_peer_is_the_client_whatever_it_forwards():
+    assert address("203.0.113.5") == "203.0.113.5"
+    assert address("203.0.113.5", "198.51.100.1") == "203.0.113.5"
+    assert address("203.0.113.5", "10.0.0.1, 198.51.100.1") == "203.0.113.5"
+
+
+def test_with_no_trusted_proxies_the_header_is_never_read(settings):
+    settings.TRUSTED_PROXIES = []
+
+    assert address("10.0.0.1", "198.51.100.1") == "10.0.0.1"
+
+
+def test_from_a_trusted_proxy_the_right_most_untrusted_entry_is_the_client():
+    assert address("10.0.0.1", "198.51.100.1") == "198.51.100.1"
+    # What the client sent, to the left, proves nothing.
+    assert address("10.0.0.1", "192.0.2.66, 10.1.1.1, 198.51.100.1") == "198.51.100.1"
+    # Trusted proxies on the way are skipped.
+    assert address("10.0.0.1", "192.0.2.66, 198.51.100.1, 10.0.0.3, 10.0.0.2") == "198.51.100.1"
+    assert address("fd00::1", "2001:db8::7") == "2001:db8::7"
+
+
+def test_a_chain_of_trusted_proxies_only_gives_the_left_most():
+    assert address("10.0.0.1", "10.0.0.3, 10.0.0.2") == "10.0.0.3"
+
+
+@pytest.mark.parametrize(
+    "forwarded", [None, "", " ", "unknown", "1.2.3", "203.0.113.5, nonsense", "203.0.113.5,,"]
+)
+def test_a_missing_or_unparsable_header_gives_the_peer(forwarded):
+    assert address("10.0.0.1", forwarded) == "10.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "client"),
+    [
+        ("198.51.100.1:4711", "198.51.100.1"),
+        ("[2001:db8::7]:443", "2001:db8::7"),
+        ("[2001:db8::7]", "2001:db8::7"),
+        ("::ffff:198.51.100.1", "198.51.100.1"),
+        ("fe80::1%eth0", "fe80::1"),
+    ],
+)
+def test_addresses_are_read_as_proxies_write_them(forwarded, client):
+    assert address("10.0.0.1", forwarded) == client
+
+
+def test_a_dual_stack_socket_reports_ipv4_peers_as_ipv4():
+    assert address("::ffff:10.0.0.1", "198.51.100.1") == "198.51.100.1"
+    assert address("::ffff:203.0.113.5") == "203.0.113.5"
+
+
+def test_no_request_or_no_peer_gives_no_address():
+    assert client_address(None) is None
+    assert address(None) is None
+    assert address("") is None
+    assert address("not an address", "198.51.100.1") is None
+
+
+def test_ipv4_addresses_are_counted_alone_ipv6_ones_by_their_64():
+    assert counted_address("198.51.100.1") == "198.51.100.1"
+    assert counted_address("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::"
+    assert counted_address(None) is None
