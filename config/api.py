@@ -83,6 +83,7 @@ ERRORS_OF_INPUT = {"422": "Invalid input; `errors` names each field at fault."}
 ERRORS_OF_BODY = {
     "400": "The body is not valid JSON.",
     "413": "The body is larger than MAX_REQUEST_BYTES.",
+    "411": "The body was sent chunked, without Content-Length.",
     "415": "The body is not `application/json`.",
 }
 

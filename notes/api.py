@@ -48,6 +48,8 @@ def list_notes(
         )
     except selectors.InvalidCursor as error:
         raise HttpError(400, f"cursor: {error}") from None
+    except selectors.InvalidSearch as error:
+        raise HttpError(400, f"q: {error}") from None
 
 
 @router.get("/{note_id}", response=NoteOut)

@@ -1,11 +1,13 @@
 import base64
 import binascii
 import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery
+from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 
 from core.fields import MAX_BIGINT
@@ -15,6 +17,10 @@ from .models import SEARCH_CONFIG, Note, search_vector
 
 
 class InvalidCursor(ValueError):
+    pass
+
+
+class InvalidSearch(ValueError):
     pass
 
 
@@ -42,6 +48,42 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         return when.astimezone(UTC), int(note_id)
     except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor("cursor is not one this API returned") from None
+
+
+# websearch_to_tsquery passes over ASCII white space and the to_tsquery operators it ignores while
+# it waits for a word; a "-" there is a NOT (a "-" right after a word is part of the word). Its
+# parser keeps pending NOTs on a stack of 32 and fails on more ("tsquery stack too small", a 500
+# until search_text). That is the only websearch input PostgreSQL refuses, as far as its source
+# (tsquery.c) and tests/unit/test_search_text.py, which fuzzes it, show.
+_SKIPPED = r" \t\n\r\v\f!&|()<"
+# A run of those and "-": at the start or after a quote, or else beginning with a skipped
+# character (so that the "-" of a word such as "e-mail" or "x--" is never part of a run).
+_NOT_RUN = re.compile(rf'(?:^|(?<="))[-{_SKIPPED}]+|[{_SKIPPED}][-{_SKIPPED}]*')
+
+
+def _fewer_nots(run: re.Match) -> str:
+    text = run[0]
+    nots = text.count("-")
+    if nots < 3:
+        return text
+    # Two, not none, for an even run: "x -- or y" is x AND y, but "x or y" would be x OR y.
+    return text.replace("-", "") + "-" * (2 - nots % 2)
+
+
+def search_text(query: str) -> str:
+    """`query` with at most two NOTs in a row: the same search, and one PostgreSQL can parse.
+
+    NOT NOT x is x, so a run of NOTs keeps its parity and the search finds the same notes.
+    """
+    return _NOT_RUN.sub(_fewer_nots, query)
+
+
+def _is_search_refusal(error: DatabaseError) -> bool:
+    """PostgreSQL refused the search text itself (a limit of its tsquery parser)."""
+    cause = error.__cause__
+    sqlstate = getattr(cause, "sqlstate", None) or ""
+    message = getattr(getattr(cause, "diag", None), "message_primary", None) or ""
+    return sqlstate.startswith("54") or "tsquery" in message
 
 
 # Every column, so that the notes made from rows are whole model instances.
@@ -127,11 +169,17 @@ def note_list(
     if tag:
         values["tag"] = tag
     if query:
-        values["query"] = query
+        values["query"] = search_text(query)
     if cursor:
         values["created"], values["note_id"] = decode_cursor(cursor)
     prepared = _page_query(limit, bool(tag), bool(query), bool(cursor))
-    rows = prepared.instances(**values)
+    try:
+        rows = prepared.instances(**values)
+    except DatabaseError as error:
+        # A refusal search_text does not foresee is still the client's input, not a 500.
+        if query and _is_search_refusal(error):
+            raise InvalidSearch("PostgreSQL cannot parse this search; simplify it") from error
+        raise
     has_more = len(rows) > limit
     items = rows[:limit]
     return Page(items=items, next=encode_cursor(items[-1]) if has_more else None)

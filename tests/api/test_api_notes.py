@@ -235,6 +235,18 @@ def test_search_syntax_never_errors(api, user, q):
     assert response.status_code == 200, response.content
 
 
+@pytest.mark.parametrize(("minus_signs", "found"), [(41, "walking"), (40, "running")])
+def test_a_long_run_of_minus_signs_is_still_negation(api, user, minus_signs, found):
+    # More than 32 in a row were "tsquery stack too small", a 500; NOT NOT x is x.
+    for title in ("running", "walking"):
+        note_create(owner=user, title=title, body="", tags=[])
+
+    response = api.get(NOTES_URL, {"q": "-" * minus_signs + "run"})
+
+    assert response.status_code == 200, response.content
+    assert [note["title"] for note in response.json()["items"]] == [found]
+
+
 # -- Pagination ---------------------------------------------------------------------------------
 
 

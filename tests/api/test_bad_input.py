@@ -5,11 +5,15 @@ this file runs the same kinds of bad input across every endpoint that can receiv
 """
 
 import json
+import logging
 
+import orjson
 import pytest
 from django.conf import settings
+from django.db import OperationalError, connection, transaction
 
 from accounts.models import ApiToken
+from config.api import on_database_error
 from notes.models import Note
 from notes.services import note_create
 from tests.support.api import PASSWORD, ApiClient
@@ -135,6 +139,19 @@ def test_a_body_over_the_limit_is_413_on_every_endpoint(api, note, method, path,
     response = api.send(method, path.format(note=note.pk), json=oversized)
 
     assert str(limit) in json_error(response, 413)["detail"]
+    assert nothing_changed(note)
+
+
+@pytest.mark.parametrize(("method", "path", "_valid"), BODY_ENDPOINTS)
+def test_a_chunked_body_without_content_length_is_411(api, note, method, path, _valid):
+    # What gunicorn and granian hand on for `Transfer-Encoding: chunked`: no CONTENT_LENGTH, so
+    # Django would read the body as empty (tests/system/test_http_edges.py sends it for real).
+    response = api.generic(
+        method, path.format(note=note.pk), content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+    )  # fmt: skip
+
+    assert "Content-Length" in json_error(response, 411)["detail"]
     assert nothing_changed(note)
 
 
@@ -279,6 +296,49 @@ def test_sql_looking_search_text_finds_nothing_and_harms_nothing(api, note, para
     assert response.status_code == 200, response.content
     assert response.json() == {"items": [], "next": None}
     assert nothing_changed(note)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-" * 60,  # the review's: "tsquery stack too small", a 500 with a traceback
+        "x " + "-" * 40 + "y",
+        "or " + "-" * 35,
+        "-(" * 100,
+        "!-" * 100,
+        '"x"' + "-" * 40 + "y",
+        "- " * 100,
+    ],
+)
+def test_search_text_postgresql_cannot_parse_as_is_is_still_searched(api, note, text):
+    response = api.get(NOTES_URL, {"q": text})
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"items": [], "next": None}
+
+
+def test_a_search_postgresql_refuses_anyway_is_400_naming_q_without_a_traceback(
+    api, note, monkeypatch, caplog
+):
+    # As if search_text missed a case: PostgreSQL's refusal reaches the selector.
+    monkeypatch.setattr("notes.selectors.search_text", lambda text: text)
+
+    response = api.get(NOTES_URL, {"q": "-" * 60})
+
+    assert json_error(response, 400)["detail"].startswith("q: ")
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_a_database_limit_is_400_not_503(rf):
+    # SQLSTATE class 54 (program_limit_exceeded) is the request's doing: retrying cannot help.
+    with pytest.raises(OperationalError) as raised, transaction.atomic(), connection.cursor() as c:
+        c.execute("SELECT repeat('x', 3000)::tsquery")  # "word is too long in tsquery"
+
+    response = on_database_error(rf.get(NOTES_URL), raised.value)
+
+    assert response.status_code == 400
+    assert "limit of the database" in orjson.loads(response.content)["detail"]
+    assert "Retry-After" not in response
 
 
 # -- Ids in the path -----------------------------------------------------------------------------
