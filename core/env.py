@@ -5,6 +5,7 @@ Plain functions so that settings parsing can be tested without reloading Django.
 
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -171,21 +172,38 @@ def local_secret_key(data_dir: Path) -> str:
 
     Only for the embedded runtime: sessions survive restarts, and nothing has to be configured.
     """
-    path = data_dir / "secret_key"
+    return kept_secret(data_dir / "secret_key", secrets.token_urlsafe(50))
+
+
+def private_folder(path: Path) -> Path:
+    """`path` as a folder for its owner alone: made mode 0700, or tightened if it is ours.
+
+    The local data folder holds the database, its password, the secret key and the backups.
+    Others may keep the right to pass through (x) and nothing else: PostgreSQL run as `nobody`
+    (as root without user namespaces) needs it to reach its own files inside.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    status = path.stat()
+    if status.st_uid == os.geteuid() and stat.S_IMODE(status.st_mode) & 0o076:
+        path.chmod(0o700)  # made by an older version, as 0755
+    return path
+
+
+def kept_secret(path: Path, new_value: str) -> str:
+    """The secret kept in `path` (mode 0600); `new_value` is stored there when there is none."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(50)
-    # Written aside, then linked into place: two processes starting at once agree on one key.
-    draft = data_dir / f".secret_key.{os.getpid()}"
+    private_folder(path.parent)
+    # Written aside, then linked into place: two processes starting at once agree on one value.
+    draft = path.parent / f".{path.name}.{os.getpid()}"
     with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
-        file.write(key + "\n")
+        file.write(new_value + "\n")
     try:
         os.link(draft, path)
     except FileExistsError:
-        key = path.read_text().strip()
+        new_value = path.read_text().strip()
     finally:
         draft.unlink()
-    return key
+    return new_value

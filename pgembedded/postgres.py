@@ -10,9 +10,14 @@ last one to leave stops it. Two locks make that safe:
 
 PostgreSQL refuses to run as root. As root, the server runs in a user namespace that maps root
 to an ordinary id (files stay root's on disk), or, where namespaces are forbidden, as `nobody`.
+
+Every connection, over the Unix socket too, must give the superuser's generated password
+(`postgres.password`, scram-sha-256): a socket folder in /tmp, or a server run as `nobody`, can
+be within reach of other local users, and `trust` would make each of them a superuser.
 """
 
 import atexit
+import contextlib
 import fcntl
 import hashlib
 import itertools
@@ -20,13 +25,18 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
+from psycopg import sql
+
+from core.env import kept_secret, private_folder
 
 MAJOR_VERSION = "18"
 SUPERUSER = "postgres"
@@ -37,6 +47,8 @@ MAX_SOCKET_DIR_LENGTH = 90
 # How long a start waits for the orphaned processes of a killed PostgreSQL to exit.
 ORPHANS_EXIT_SECONDS = 30
 _SHARED_MEMORY_IN_USE = "pre-existing shared memory block"
+# pg_hba.conf lines that name a connection type (the rest are comments, blank, or includes).
+_HBA_CONNECTION_TYPES = {"local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"}
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -92,6 +104,10 @@ class EmbeddedPostgres:
 
     @property
     def socket_dir(self) -> Path:
+        """`DATA_DIR/run`, or a folder in /tmp named after it when that path is too long.
+
+        The /tmp name can be guessed: `_private_socket_dir` refuses one that is not ours.
+        """
         preferred = self.data_dir / "run"
         if len(str(preferred.resolve())) <= MAX_SOCKET_DIR_LENGTH:
             return preferred
@@ -107,23 +123,38 @@ class EmbeddedPostgres:
         return self.data_dir / "postgres.log"
 
     def connection_settings(self) -> dict:
-        """What Django (or psycopg) needs to connect over the Unix socket."""
+        """What Django (or psycopg) needs to connect over the Unix socket.
+
+        Before the first start there is no password yet (reading settings makes no files):
+        the backend fills it in when it starts the server.
+        """
         return {
             "HOST": str(self.socket_dir.resolve()),
             "PORT": self.port,
             "NAME": DATABASE,
             "USER": SUPERUSER,
-            "PASSWORD": "",
+            "PASSWORD": self.password() if self.password_file.exists() else "",
         }
+
+    def url(self, dbname: str = DATABASE) -> str:
+        """The server as a DATABASE_URL: its socket folder as host (quoted, as libpq allows)."""
+        host = quote(str(self.socket_dir.resolve()), safe="")
+        password = quote(self.password(), safe="")
+        return f"postgres://{SUPERUSER}:{password}@{host}:{self.port}/{dbname}"
 
     @property
     def password_file(self) -> Path:
-        """The superuser's password: needed only over TCP; the socket folder is private."""
+        """The superuser's password, asked for on every connection (socket and TCP)."""
         return self.data_dir / "postgres.password"
+
+    def password(self) -> str:
+        """The superuser's password; made on first use, before initdb gives it to the role."""
+        return kept_secret(self.password_file, secrets.token_urlsafe(32))
 
     def connect(
         self, dbname: str = DATABASE, connect_timeout: int = 5, **kwargs
     ) -> psycopg.Connection:
+        kwargs.setdefault("password", self.password())
         return psycopg.connect(
             host=str(self.socket_dir.resolve()),
             port=self.port,
@@ -184,7 +215,13 @@ class EmbeddedPostgres:
         try:
             with self.connect(dbname="postgres", connect_timeout=2):
                 return True
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as error:
+            if "password authentication failed" in str(error):
+                raise EmbeddedPostgresError(
+                    f"PostgreSQL in {self.pgdata} refused the password in {self.password_file}: "
+                    f"that file was replaced or lost. Put the original back, or start afresh "
+                    f"with `manage.py reset_data` (after a backup)."
+                ) from None
             return False
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -193,14 +230,18 @@ class EmbeddedPostgres:
         """Initialise on first use, start unless running, and join the clients. Idempotent."""
         if self._clients_lock is not None:
             return  # this process, or the server process it was forked from, already joined
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(self.data_dir)
         with self.start_lock():
             if not self.is_initialised():
                 say(f"Initialising PostgreSQL {MAJOR_VERSION} in {self.pgdata} (first run)")
                 self._initdb()
             self._refuse_other_major_version()
+            # Checked before any connection too: a socket in a folder someone else controls
+            # could be theirs, not PostgreSQL's.
+            self._private_socket_dir()
             if self.running_pid() is None or not self.accepts_connections():
                 self._start(say)
+            self._require_password()
             self._ensure_database()
             self._join_clients()
 
@@ -258,6 +299,9 @@ class EmbeddedPostgres:
         import pwd
 
         nobody = pwd.getpwnam("nobody")
+        # The data folder is private (0700); `nobody` needs to pass through it, nothing more.
+        mode = stat.S_IMODE(self.data_dir.stat().st_mode)
+        self.data_dir.chmod(mode | 0o001)
         for top in paths:
             for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
                 os.lchown(path, nobody.pw_uid, nobody.pw_gid)
@@ -275,10 +319,11 @@ class EmbeddedPostgres:
         scratch = self.data_dir / "postgres.initdb"
         shutil.rmtree(scratch, ignore_errors=True)  # a half-done initdb from a crash
         scratch.mkdir(mode=0o700)
+        # A copy for initdb, which may run as `nobody`: the password file itself stays ours.
         password_draft = self.data_dir / "postgres.initdb.password"
         fd = os.open(password_draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as file:
-            file.write(secrets.token_urlsafe(32) + "\n")
+            file.write(self.password() + "\n")
         process = self._run_postgres_program(
             [
                 str(bin_dir / "initdb"),
@@ -291,7 +336,7 @@ class EmbeddedPostgres:
                 # The builtin provider needs no operating-system locale: same result everywhere.
                 "--locale-provider=builtin",
                 "--locale=C.UTF-8",
-                "--auth-local=trust",
+                "--auth-local=scram-sha-256",
                 "--auth-host=scram-sha-256",
                 "--pwfile",
                 str(password_draft),
@@ -304,9 +349,9 @@ class EmbeddedPostgres:
         output, _ = process.communicate()
         if process.returncode != 0:
             raise EmbeddedPostgresError(f"initdb failed:\n{output}")
+        password_draft.unlink()
         # Renamed into place only once complete: a crash never leaves a half-made data folder.
         scratch.rename(self.pgdata)
-        password_draft.rename(self.password_file)
 
     def _refuse_other_major_version(self) -> None:
         version = self.data_version()
@@ -345,10 +390,13 @@ class EmbeddedPostgres:
 
     def _start_once(self) -> None:
         self._clear_stale_lock_files()
-        socket_dir = self.socket_dir
-        socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        socket_dir = self.socket_dir  # checked by ensure_running
         listen = "127.0.0.1" if self.tcp_port else ""
-        with open(self.log_file, "a") as log:
+        # The log holds the text of failing statements: for this user only (older versions made
+        # it 0644). PostgreSQL writes it through this descriptor, whichever user it runs as.
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "a") as log:
             process = self._run_postgres_program(
                 [
                     str(binaries() / "postgres"),
@@ -387,6 +435,70 @@ class EmbeddedPostgres:
             time.sleep(0.02)
         raise EmbeddedPostgresError(f"PostgreSQL did not start within 60 s; see {self.log_file}")
 
+    def _private_socket_dir(self) -> Path:
+        """The socket folder, made if missing; refused unless only we (or our server) own it.
+
+        In /tmp its name can be guessed: another local user may have made it first, to reach
+        the server's socket or to put a socket of their own in its place.
+        """
+        path = self.socket_dir
+        with contextlib.suppress(FileExistsError):  # looked at below, whatever it is
+            path.mkdir(mode=0o700)
+        status = path.lstat()
+        owners = {os.geteuid()}
+        if run_as_unprivileged_prefix() is None:  # as root, PostgreSQL runs as nobody
+            import pwd
+
+            owners.add(pwd.getpwnam("nobody").pw_uid)
+        if stat.S_ISLNK(status.st_mode) or not stat.S_ISDIR(status.st_mode):
+            problem = "is not a folder (a symbolic link?)"
+        elif status.st_uid not in owners:
+            problem = f"belongs to another user (uid {status.st_uid})"
+        else:
+            if stat.S_IMODE(status.st_mode) & 0o077:
+                path.chmod(0o700)  # ours, made under a loose umask
+            return path
+        where = "" if path.parent == self.data_dir else f" ({self.data_dir}/run is too long)"
+        raise EmbeddedPostgresError(
+            f"{path}, the folder for PostgreSQL's socket{where}, {problem}: someone else may "
+            f"have made it to reach the database. Nothing was started. Remove it, or set "
+            f"DATA_DIR to a shorter path, then start again."
+        )
+
+    def _require_password(self) -> None:
+        """Folders made by older versions let socket connections in without a password (`trust`):
+        give the superuser the generated password, and ask for it from now on (reloaded live).
+        """
+        hba = self.pgdata / "pg_hba.conf"
+        current = hba.read_text()
+        secured = _without_trust(current)
+        if secured == current:
+            return
+        with self.connect(dbname="postgres", autocommit=True) as connection:
+            # Hashed here: the password itself never reaches the server, nor its log.
+            verifier = connection.pgconn.encrypt_password(
+                self.password().encode(), SUPERUSER.encode(), b"scram-sha-256"
+            )
+            connection.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(SUPERUSER), sql.Literal(verifier.decode())
+                )
+            )
+            _replace_file(hba, secured)
+            connection.execute("SELECT pg_reload_conf()")
+        # The postmaster reloads pg_hba.conf on its own time: wait until it has.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with self.connect(dbname="postgres", require_auth="none"):
+                    pass  # still let in without a password
+            except psycopg.OperationalError:
+                return
+            time.sleep(0.02)
+        raise EmbeddedPostgresError(
+            f"PostgreSQL did not take the new {hba} within 10 s; see {self.log_file}."
+        )
+
     def _clear_stale_lock_files(self) -> None:
         """Lock files left by a crash block start-up when their pid now belongs to another
         program, or to the killed postmaster itself while it waits to be reaped (a zombie)."""
@@ -404,6 +516,33 @@ class EmbeddedPostgres:
             ).fetchone()
             if not exists:
                 connection.execute(f'CREATE DATABASE "{DATABASE}"')
+
+
+def _without_trust(hba: str) -> str:
+    """pg_hba.conf's text with every `trust` method made `scram-sha-256`."""
+    lines = []
+    for line in hba.splitlines(keepends=True):
+        rule, hash_sign, comment = line.partition("#")
+        fields = rule.split()
+        if fields and fields[0] in _HBA_CONNECTION_TYPES and "trust" in fields[3:]:
+            # The method follows the database, user and (for host lines) address fields.
+            before, _, after = rule.rpartition("trust")
+            line = f"{before}scram-sha-256{after}{hash_sign}{comment}"
+        lines.append(line)
+    return "".join(lines)
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write `path` anew, all at once, keeping its owner (`nobody`, when PostgreSQL runs so)."""
+    status = path.stat()
+    draft = path.with_name(f".{path.name}.new")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.chown(draft, status.st_uid, status.st_gid)
+    draft.rename(path)
 
 
 class _FileLock:

@@ -12,7 +12,6 @@ A failure at any step leaves `postgres` as it was.
 
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -155,7 +154,7 @@ def _old_bindir(version: str, given: Path | None) -> Path:
             f"({', '.join(p.format(version=version) for p in OLD_BINDIR_CANDIDATES[:2])}, ...). "
             f"Install them (apt install postgresql-{version}, brew install "
             f"postgresql@{version}) and pass --old-bindir if they are elsewhere. Or move the data "
-            f"with pg_dump and restore (README, Data safety). Nothing was changed."
+            f"with pg_dump and restore (docs/data-safety.md). Nothing was changed."
         )
     return found_dir
 
@@ -176,12 +175,8 @@ def _has_data_checksums(bindir: Path, pgdata: Path) -> bool:
 def _initdb(server: EmbeddedPostgres, scratch: Path, work: Path, *, checksums: bool) -> None:
     scratch.mkdir(mode=0o700)
     # pg_upgrade brings the old roles over, passwords included; initdb only needs one for now.
-    try:
-        password = server.password_file.read_text()
-    except FileNotFoundError:
-        password = secrets.token_urlsafe(32) + "\n"
     password_file = work / "password"
-    password_file.write_text(password)
+    password_file.write_text(server.password() + "\n")
     password_file.chmod(0o600)
     _run(
         server,
@@ -194,6 +189,9 @@ def _initdb(server: EmbeddedPostgres, scratch: Path, work: Path, *, checksums: b
             # database's own locale over from the old folder.
             "--locale-provider=builtin",
             "--locale=C.UTF-8",
+            # pg_upgrade connects while it replaces the roles (passwords too) with the old
+            # folder's: it gets in without one, over a socket in `work`, which is private. The
+            # next start asks for the password on every connection, as for any older folder.
             "--auth-local=trust",
             "--auth-host=scram-sha-256",
             f"--pwfile={password_file}",
@@ -211,6 +209,8 @@ def _run(server: EmbeddedPostgres, command: list[str], paths: list[Path], cwd: P
         command,
         paths=paths,
         cwd=cwd,
+        # For an old folder that asks for the superuser's password (pg_upgrade connects to it).
+        env={**os.environ, "PGPASSWORD": server.password()},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

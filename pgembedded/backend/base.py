@@ -19,6 +19,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def embedded_server(self) -> embedded_postgres.EmbeddedPostgres:
         return embedded_postgres.for_data_dir(Path(self.settings_dict["EMBEDDED_DATA_DIR"]))
 
+    def start_embedded_server(self) -> None:
+        """Start (or join) the server; settings read before its first start lack its password."""
+        server = self.embedded_server()
+        server.ensure_running()
+        # In place: pg_dump and psql read it from here (PGPASSWORD), so does a connection pool.
+        self.settings_dict["PASSWORD"] = server.password()
+
     def get_new_connection(self, conn_params):
-        self.embedded_server().ensure_running()
+        self.start_embedded_server()
+        conn_params["password"] = self.settings_dict["PASSWORD"]
         return super().get_new_connection(conn_params)

@@ -7,7 +7,7 @@ class DatabaseClient(client.DatabaseClient):
     """`dbshell` with the wheel's own psql: no PostgreSQL client needs to be installed."""
 
     def runshell(self, parameters):
-        self.connection.embedded_server().ensure_running()
+        self.connection.start_embedded_server()
         super().runshell(parameters)
 
     @classmethod

@@ -1,6 +1,7 @@
 """The embedded PostgreSQL's lifecycle, on real servers in throwaway folders."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,5 +121,8 @@ def test_a_long_project_path_still_gets_a_working_socket(tmp_path):
     instance = EmbeddedPostgres(deep)
     assert len(str(instance.socket_dir)) < 100
     instance.ensure_running()
-    assert query(instance, "SELECT 1") == [(1,)]
-    instance.leave()
+    try:
+        assert query(instance, "SELECT 1") == [(1,)]
+    finally:
+        instance.leave()
+        shutil.rmtree(instance.socket_dir, ignore_errors=True)  # in /tmp, not in tmp_path
