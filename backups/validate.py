@@ -89,7 +89,7 @@ def validate(path: Path) -> ArchiveSummary:
 
 
 def archive_schemas(path: Path) -> list[str]:
-    """The schemas the archive creates (`public` is not among them: initdb makes it)."""
+    """The schemas the archive holds, by name."""
     listing = subprocess.run(
         [str(tool("pg_restore")), "--list", str(path)], capture_output=True, text=True, check=False
     ).stdout

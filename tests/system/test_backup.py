@@ -8,9 +8,11 @@ meanwhile (they attach to it), and reads the data directly to compare it before 
 import hashlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,13 @@ import psycopg
 import pytest
 import yaml
 
-from backups import dumps as backup
+from backups.catalogue import BACKUP_NAME, checksum_path, list_backups
+from backups.dump import dump
+from backups.errors import BackupError
+from backups.restore import restore
+from backups.tools import child_environment
+from backups.validate import validate
+from core.files import human_size
 from pgembedded.postgres import EmbeddedPostgres, binaries, run_as_unprivileged_prefix
 from pgembedded.upgrade import find_old_bindir
 from tests.support.processes import REPO, command_env, free_port, manage
@@ -92,7 +100,7 @@ class Site:
 
     def backup(self) -> Path:
         """A backup made in this process, when making it is not what the test is about."""
-        return backup.dump(settings_dict=self.settings_dict(), folder=self.backups).path
+        return dump(settings_dict=self.settings_dict(), folder=self.backups).path
 
 
 def succeeded(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -139,10 +147,10 @@ def test_backup_wipe_restore_brings_every_row_back(site):
 
     made = succeeded(site.manage("backup"))
     path = written_path(made)
-    assert path.parent == site.backups and backup.BACKUP_NAME.match(path.name)
-    assert backup.human_size(path.stat().st_size) in made.stdout, "prints its size"
+    assert path.parent == site.backups and BACKUP_NAME.match(path.name)
+    assert human_size(path.stat().st_size) in made.stdout, "prints its size"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600, "holds password hashes: owner only"
-    recorded = backup.checksum_path(path).read_text().split()
+    recorded = checksum_path(path).read_text().split()
     assert recorded == [hashlib.sha256(path.read_bytes()).hexdigest(), path.name]
     assert not list(site.backups.glob("*.partial"))
 
@@ -237,7 +245,7 @@ def test_a_truncated_backup_is_refused_and_the_data_is_untouched(site, tmp_path)
     assert refused.returncode == 1
     assert "does not match the checksum" in refused.stderr
     assert site.fingerprint() == before
-    assert len(backup.list_backups(site.backups)) == 1, "refused before any backup-first"
+    assert len(list_backups(site.backups)) == 1, "refused before any backup-first"
 
 
 def test_a_restore_failing_halfway_rolls_back(site, tmp_path):
@@ -246,8 +254,8 @@ def test_a_restore_failing_halfway_rolls_back(site, tmp_path):
     path = site.backup()
     cut = tmp_path / "cut.dump"
     cut.write_bytes(path.read_bytes()[:-1000])
-    with pytest.raises(backup.BackupError) as failure:
-        backup.restore(path=cut, settings_dict=site.settings_dict())  # no validate() first
+    with pytest.raises(BackupError) as failure:
+        restore(path=cut, settings_dict=site.settings_dict())  # no validate() first
     assert "end of file" in str(failure.value)
     assert "Nothing was committed" in str(failure.value)
     assert site.fingerprint() == before
@@ -255,7 +263,7 @@ def test_a_restore_failing_halfway_rolls_back(site, tmp_path):
 
 def test_foreign_files_are_refused_and_the_data_is_untouched(site, tmp_path):
     before = site.fingerprint()
-    environ = backup.child_environment(site.settings_dict())
+    environ = child_environment(site.settings_dict())
     pg_dump = str(binaries() / "pg_dump")
 
     noise = tmp_path / "photo.dump"
@@ -279,8 +287,8 @@ def test_foreign_files_are_refused_and_the_data_is_untouched(site, tmp_path):
         tmp_path / "missing.dump": "does not exist",
     }
     for path, message in expected.items():
-        with pytest.raises(backup.BackupError, match=message):
-            backup.validate(path)
+        with pytest.raises(BackupError, match=message):
+            validate(path)
     refused = site.manage("restore", str(other), "--force")
     assert refused.returncode == 1
     one_line = (
@@ -289,7 +297,7 @@ def test_foreign_files_are_refused_and_the_data_is_untouched(site, tmp_path):
     )
     assert refused.stderr.splitlines() == [one_line]
     assert site.fingerprint() == before
-    assert backup.list_backups(site.backups) == [], "refused before any backup-first"
+    assert list_backups(site.backups) == [], "refused before any backup-first"
 
 
 # -- backup options ----------------------------------------------------------------------------
@@ -300,7 +308,7 @@ def test_keep_prunes_this_databases_oldest_backups_only(site):
     for stamp in ("20200101-000000Z", "20210101-000000Z", "20220101-000000Z"):
         old = site.backups / f"keepnotes-{stamp}.dump"
         shutil.copy(first, old)
-        backup.checksum_path(old).write_text("0  x\n")
+        checksum_path(old).write_text("0  x\n")
     foreign = site.backups / "otherdb-20000101-000000Z.dump"
     foreign.write_bytes(b"PGDMP")
     unrelated = site.backups / "notes.txt"
@@ -308,7 +316,7 @@ def test_keep_prunes_this_databases_oldest_backups_only(site):
 
     result = succeeded(site.manage("backup", "--keep", "2"))
     newest = written_path(result)
-    remaining = {item.path.name for item in backup.list_backups(site.backups, "keepnotes")}
+    remaining = {item.path.name for item in list_backups(site.backups, "keepnotes")}
     assert remaining == {first.name, newest.name}
     assert result.stdout.count("Deleted old backup") == 3
     assert not (site.backups / "keepnotes-20200101-000000Z.dump.sha256").exists()
@@ -323,7 +331,7 @@ def test_keep_prunes_this_databases_oldest_backups_only(site):
 
 def test_long_runs_report_progress(site, tmp_path):
     lines: list[str] = []
-    made = backup.dump(
+    made = dump(
         settings_dict=site.settings_dict(), folder=tmp_path, say=lines.append, interval=0.001
     )
     assert made.path.exists()
@@ -415,7 +423,7 @@ def test_reset_data_lists_what_goes_and_needs_the_folder_name(site):
     succeeded(site.manage_with_input("data\n", "reset_data"))
     assert not (site.data_dir / "postgres").exists()
     assert not list(site.data_dir.glob("postgres.deleting-*"))
-    assert (site.data_dir / "secret_key").exists() and len(backup.list_backups(site.backups)) == 1
+    assert (site.data_dir / "secret_key").exists() and len(list_backups(site.backups)) == 1
     assert "Nothing to delete" in succeeded(site.manage("reset_data", "--noinput")).stdout
 
 
@@ -431,75 +439,84 @@ def test_reset_data_refuses_with_a_configured_database(tmp_path):
     assert refused.returncode == 1 and "A database is configured" in refused.stderr
 
 
-# -- the compose stack's backup service --------------------------------------------------------
+# -- backup --every: the loop the compose stack's backup service runs -------------------------
 
 
-def compose_backup_service(site: Site, keep: int = 1):
-    """The compose `backup` service's entrypoint, run here with this site's server."""
-    service = yaml.safe_load((REPO / "compose.yaml").read_text())["services"]["backup"]
-    shell, flag, script, name = service["entrypoint"]
-    assert "$" not in script.replace("$$", ""), "every $ escaped from compose's interpolation"
-    environ = {
-        **backup.child_environment(site.settings_dict()),
-        "PGDATABASE": "keepnotes",
-        "BACKUP_DIR": str(site.backups),
-        "BACKUP_INTERVAL": "0",
-        "BACKUP_KEEP": str(keep),
-        "PATH": f"{binaries()}{os.pathsep}{os.environ['PATH']}",
-    }
-    site.backups.mkdir(exist_ok=True)
-
-    def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        command = [shell, flag, script.replace("$$", "$"), name, *args]
-        return subprocess.run(
-            command, env={**environ, **extra}, capture_output=True, text=True, timeout=60
+def start_loop(site: Site, *args: str, log: Path) -> subprocess.Popen:
+    """`manage.py backup --every ARGS` on this site, its output in `log`."""
+    with open(log, "w") as output:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "backup", "--every", *args],
+            cwd=REPO,
+            env=command_env(site.data_dir, BACKUP_DIR="", BACKUP_KEEP=""),
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
 
-    return run
+
+def wait_for(condition, what: str, process: subprocess.Popen, log: Path, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"exited before {what}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s:\n{log.read_text()}"
+        time.sleep(0.1)
 
 
-def test_the_compose_backup_service_backs_up_and_keeps_the_newest(site):
-    service = compose_backup_service(site, keep=1)
-    for _ in range(2):
-        succeeded(service())
-    [made] = backup.list_backups(site.backups)
-    assert sorted(path.name for path in site.backups.iterdir()) == [
-        made.path.name,
-        made.checksum_path.name,
-    ]
-    # Its files are what `manage.py restore` expects, checksum included.
-    site.query("DELETE FROM notes_note")
-    restored = succeeded(site.manage("restore", str(made.path), "--force"))
-    assert "matches its sha256" in restored.stdout
-    assert site.query("SELECT count(*) FROM notes_note") == [(300,)]
-
-    failing = service(PGDATABASE="no_such_database")
-    assert failing.returncode == 1 and "Backup failed" in failing.stderr
-    assert not list(site.backups.glob("*.partial"))
-    assert succeeded(service("pg_restore", "--version")).stdout.startswith("pg_restore")
+def stop(process: subprocess.Popen, log: Path) -> str:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, log.read_text()
+    return log.read_text()
 
 
-def test_the_compose_backup_service_restores_like_manage_py(site):
-    before = site.fingerprint()
-    service = compose_backup_service(site)
-    made = site.backup()
-    site.query("DELETE FROM notes_note WHERE id % 2 = 0")
-    changed = site.fingerprint()
+def test_backup_every_backs_up_prunes_and_stops_at_sigterm(site, tmp_path):
+    site.backups.mkdir()
+    old = site.backups / "keepnotes-20200101-000000Z.dump"
+    old.write_bytes(b"PGDMP")
+    checksum_path(old).write_text("0  x\n")
+    log = tmp_path / "loop.log"
+    loop = start_loop(site, "1", "--keep", "2", log=log)
+    wait_for(lambda: log.read_text().count("Wrote ") >= 3, "third backup", loop, log)
+    output = stop(loop, log)
 
-    refused = service("restore", made.name)
+    assert "every 1 s, keeping the newest 2" in output
+    assert "deleted 1 older" in output, "the planted old backup went at the first prune"
+    assert "Stopped (SIGTERM)" in output
+    kept = list_backups(site.backups)
+    assert len(kept) == 2 and old not in [item.path for item in kept]
+    assert sorted(path.name for path in site.backups.iterdir()) == sorted(
+        name for item in kept for name in (item.path.name, item.checksum_path.name)
+    ), "no partial file, no orphaned checksum"
+    assert validate(kept[-1].path).checksum_verified, "what `restore` reads"
+
+
+def test_sigterm_during_a_backup_stops_pg_dump_and_leaves_no_partial_file(site, tmp_path):
+    log = tmp_path / "loop.log"
+    site.server.ensure_running()
+    with site.server.connect() as blocker:
+        # pg_dump waits for this lock with its file open: a backup caught in the middle.
+        blocker.execute("LOCK TABLE notes_note IN ACCESS EXCLUSIVE MODE")
+        loop = start_loop(site, "3600", log=log)
+        wait_for(lambda: list(site.backups.glob("*.partial")), "partial file", loop, log)
+        output = stop(loop, log)
+    assert "Stopped (SIGTERM)" in output
+    assert list(site.backups.iterdir()) == [], "the half-written backup was removed"
+    assert site.fingerprint()["notes_note"][0] == 300
+
+
+@pytest.mark.parametrize("interval", ["0", "abc", "-5"])
+def test_backup_every_refuses_a_bad_interval_before_doing_anything(tmp_path, interval):
+    refused = manage(tmp_path / "data", "backup", "--every", interval, BACKUP_DIR="")
     assert refused.returncode == 1
-    assert "already holds data" in refused.stderr and "notes_note (150 rows)" in refused.stderr
-    cut = site.backups / "cut.dump"
-    cut.write_bytes(made.read_bytes()[:-1000])
-    truncated = service("restore", "cut.dump", "--force")
-    assert truncated.returncode == 1 and "cannot be read to its end" in truncated.stderr
-    shutil.copy(made.with_name(made.name + ".sha256"), cut.with_name("cut.dump.sha256"))
-    mismatch = service("restore", "cut.dump", "--force")
-    assert mismatch.returncode == 1 and "does not match its sha256" in mismatch.stderr
-    assert site.fingerprint() == changed, "nothing was changed"
-
-    succeeded(service("restore", made.name, "--force"))
-    assert site.fingerprint() == before
+    assert refused.stderr.splitlines() == [
+        f"CommandError: --every takes a whole number of seconds, at least 1 (got {interval!r}): "
+        f"e.g. --every 86400 for a backup a day. For one backup now, leave --every out."
+    ]
+    assert not (tmp_path / "data" / "postgres").exists(), "no database was started"
 
 
 # -- upgrade_data ------------------------------------------------------------------------------

@@ -4,13 +4,20 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups import dumps as backup
+from backups.catalogue import default_folder, default_keep, list_backups, prune
+from backups.database import connect, describe_database
+from backups.dump import dump
+from backups.errors import BackupError
+from backups.progress import Say
+from backups.schedule import RETRY_SECONDS, parse_interval, repeat
+from core.files import human_size
 
 
 class Command(BaseCommand):
     help = (
         "Write a consistent pg_dump (custom format) of the database to a timestamped file in "
-        "the backups folder ($BACKUP_DIR, default DATA_DIR/backups), with its sha256 beside it."
+        "the backups folder ($BACKUP_DIR, default DATA_DIR/backups), with its sha256 beside it. "
+        "With --every, keep doing so until stopped (the compose `backup` service)."
     )
 
     def add_arguments(self, parser):
@@ -27,42 +34,83 @@ class Command(BaseCommand):
             "(default: $BACKUP_KEEP; unset: keep all)",
         )
         parser.add_argument(
+            "--every",
+            metavar="SECONDS",
+            help="keep running: a backup now, then one every SECONDS (pruned to --keep each "
+            f"time; a failed one is tried again within {RETRY_SECONDS} s), until SIGTERM or "
+            "Ctrl-C",
+        )
+        parser.add_argument(
             "--list", action="store_true", help="list the backups in the folder; back up nothing"
         )
 
     def handle(self, *args, **options):
-        folder = (options["dir"] or backup.default_folder()).resolve()
+        folder = (options["dir"] or default_folder()).resolve()
         if options["list"]:
+            if options["every"] is not None:
+                raise CommandError("Pass --list or --every, not both.")
             return self.list(folder)
-        keep = options["keep"] if options["keep"] is not None else backup.default_keep()
+        keep = options["keep"] if options["keep"] is not None else default_keep()
         if keep is not None and keep < 1:
             raise CommandError("--keep must be at least 1: the newest backup is never deleted.")
-        say = self.stdout.write if options["verbosity"] > 0 else None
         try:
-            backup.connect(connection)
-            version = connection.pg_version
-            if say:
-                say(f"Backing up {backup.describe_database(connection)} to {folder}")
-            started = time.monotonic()
-            made = backup.dump(
-                settings_dict=connection.settings_dict,
-                folder=folder,
-                server_version=version,
-                say=say,
-            )
-            elapsed = time.monotonic() - started
-            deleted = backup.prune(folder, keep=keep, database=made.database) if keep else []
-        except backup.BackupError as error:
+            if options["every"] is not None:
+                return self.every(parse_interval(options["every"]), folder, keep)
+            say = self.stdout.write if options["verbosity"] > 0 else None
+            made, elapsed, deleted = self.once(folder, keep, say)
+        except BackupError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(
-            f"Wrote {made.path} ({backup.human_size(made.size)}, {elapsed:.1f} s); "
+            f"Wrote {made.path} ({human_size(made.size)}, {elapsed:.1f} s); "
             f"sha256 in {made.checksum_path.name}"
         )
         for path in deleted:
             self.stdout.write(f"Deleted old backup {path.name} (keeping the newest {keep})")
 
+    def once(self, folder: Path, keep: int | None, say: Say | None):
+        """One backup, then the pruning: (the backup, seconds taken, the files deleted)."""
+        connect(connection)
+        if say:
+            say(f"Backing up {describe_database(connection)} to {folder}")
+        started = time.monotonic()
+        made = dump(
+            settings_dict=connection.settings_dict,
+            folder=folder,
+            server_version=connection.pg_version,
+            say=say,
+        )
+        elapsed = time.monotonic() - started
+        deleted = prune(folder, keep=keep, database=made.database) if keep else []
+        return made, elapsed, deleted
+
+    def every(self, interval: int, folder: Path, keep: int | None) -> None:
+        kept = f"keeping the newest {keep}" if keep else "keeping all"
+        self.stdout.write(
+            f"Backing up {describe_database(connection)} to {folder} every {interval} s, "
+            f"{kept}, until SIGTERM or Ctrl-C"
+        )
+
+        def backup() -> None:
+            try:
+                made, elapsed, deleted = self.once(folder, keep, say=None)
+            finally:
+                connection.close()  # nothing held open between backups
+            pruned = f"; deleted {len(deleted)} older" if deleted else ""
+            self.stdout.write(
+                f"Wrote {made.path} ({human_size(made.size)}, {elapsed:.1f} s){pruned}"
+            )
+
+        def failed(error: BackupError) -> None:
+            self.stderr.write(
+                f"Backup failed: {error} The earlier backups are untouched; next try in "
+                f"{min(interval, RETRY_SECONDS)} s."
+            )
+
+        stopped_by = repeat(backup, every=interval, failed=failed)
+        self.stdout.write(f"Stopped ({stopped_by}); every backup in {folder} is complete.")
+
     def list(self, folder: Path) -> None:
-        backups = backup.list_backups(folder)
+        backups = list_backups(folder)
         if not backups:
             self.stdout.write(f"No backups in {folder}")
             return
@@ -70,6 +118,6 @@ class Command(BaseCommand):
         for item in backups:
             checksum = "sha256" if item.checksum_path.exists() else "no sha256"
             self.stdout.write(
-                f"  {item.path.name}  {backup.human_size(item.size):>9}  "
+                f"  {item.path.name}  {human_size(item.size):>9}  "
                 f"{item.taken:%Y-%m-%d %H:%M} UTC  {checksum}"
             )

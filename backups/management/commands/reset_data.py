@@ -6,7 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups import dumps as backup
+from backups.catalogue import default_folder, latest_backup, list_backups
+from core.files import folder_size, human_size
 from pgembedded.postgres import EmbeddedPostgres
 
 
@@ -48,14 +49,14 @@ class Command(BaseCommand):
         self.stdout.write(f"This deletes the embedded PostgreSQL database in {data_dir}:")
         for path in doomed:
             kind = "/" if path.is_dir() else ""
-            size = backup.human_size(backup.folder_size(path))
+            size = human_size(folder_size(path))
             self.stdout.write(f"  {path}{kind}  ({size})")
         kept = self.kept_paths(data_dir)
         if kept:
             self.stdout.write("Kept:")
             for path, what in kept:
                 self.stdout.write(f"  {path}  ({what})")
-        latest = backup.latest_backup(backup.default_folder())
+        latest = latest_backup(default_folder())
         if latest:
             self.stdout.write(f"The newest backup is {latest.path}; `restore` brings it back.")
         else:
@@ -91,8 +92,8 @@ class Command(BaseCommand):
 
     def kept_paths(self, data_dir: Path) -> list[tuple[Path, str]]:
         kept = []
-        folder = backup.default_folder()
-        backups = backup.list_backups(folder)
+        folder = default_folder()
+        backups = list_backups(folder)
         if folder.exists():
             kept.append((folder, f"{len(backups)} backups"))
         if (data_dir / "secret_key").exists():

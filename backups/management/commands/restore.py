@@ -4,7 +4,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from backups import dumps as backup
+from backups.catalogue import default_folder, latest_backup
+from backups.database import connect, describe_database
+from backups.dump import dump
+from backups.errors import BackupError
+from backups.restore import restore, tables_with_rows
+from backups.validate import validate
+from core.files import human_size
 
 
 class Command(BaseCommand):
@@ -38,27 +44,27 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             self.restore(options)
-        except backup.BackupError as error:
+        except BackupError as error:
             raise CommandError(str(error)) from None
 
     def restore(self, options) -> None:
-        folder = (options["dir"] or backup.default_folder()).resolve()
+        folder = (options["dir"] or default_folder()).resolve()
         path = self.chosen_file(options, folder)
         say = self.stdout.write if options["verbosity"] > 0 else None
 
-        summary = backup.validate(path)
+        summary = validate(path)
         checksum = "matches its sha256" if summary.checksum_verified else "no sha256 recorded"
         self.stdout.write(
-            f"Checked {path}: {backup.human_size(summary.size)}, database "
+            f"Checked {path}: {human_size(summary.size)}, database "
             f"{summary.database or '?'}, PostgreSQL {summary.server_version or '?'}, written "
             f"{summary.created or '?'}, {len(summary.tables)} tables, readable to the end, "
             f"{checksum}"
         )
 
-        backup.connect(connection)
-        target = backup.describe_database(connection)
+        connect(connection)
+        target = describe_database(connection)
         with connection.cursor() as cursor:
-            existing = backup.tables_with_rows(cursor)
+            existing = tables_with_rows(cursor)
         if existing:
             listed = ", ".join(f"{table} ({rows} rows)" for table, rows in existing.items())
             if not options["force"]:
@@ -69,14 +75,14 @@ class Command(BaseCommand):
                 )
             if not options["no_backup_first"]:
                 self.stdout.write("Backing up the data about to be replaced")
-                saved = backup.dump(
+                saved = dump(
                     settings_dict=connection.settings_dict,
                     folder=folder,
                     server_version=connection.pg_version,
                     say=say,
                 )
                 self.stdout.write(
-                    f"Saved the current data to {saved.path} ({backup.human_size(saved.size)})"
+                    f"Saved the current data to {saved.path} ({human_size(saved.size)})"
                 )
             self.stdout.write(f"Replacing the data in {target}: {listed}")
         else:
@@ -85,10 +91,10 @@ class Command(BaseCommand):
         # pg_restore drops and re-creates the tables: hold nothing open on them meanwhile.
         settings_dict = dict(connection.settings_dict)
         connection.close()
-        elapsed = backup.restore(path=path, settings_dict=settings_dict, say=say)
+        elapsed = restore(path=path, settings_dict=settings_dict, say=say)
 
         with connection.cursor() as cursor:
-            restored = backup.tables_with_rows(cursor)
+            restored = tables_with_rows(cursor)
         counts = ", ".join(f"{table} ({rows} rows)" for table, rows in restored.items())
         self.stdout.write(f"Restored {path.name} in {elapsed:.1f} s: {counts or 'no rows'}")
         self.report_migrations()
@@ -98,7 +104,7 @@ class Command(BaseCommand):
             raise CommandError("Name the backup file to restore, or pass --latest (not both).")
         if options["file"]:
             return options["file"].resolve()
-        latest = backup.latest_backup(folder)
+        latest = latest_backup(folder)
         if latest is None:
             raise CommandError(f"No backups in {folder}. Name the file to restore instead.")
         return latest.path

@@ -10,8 +10,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
-from backups import dumps as backup
+from backups.catalogue import default_folder, list_backups
+from backups.database import connect
+from backups.errors import BackupError
 from core.errors import first_line
+from core.files import folder_size, human_age, human_size
 from pgembedded.postgres import MAJOR_VERSION
 
 
@@ -30,7 +33,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        folder = (options["dir"] or backup.default_folder()).resolve()
+        folder = (options["dir"] or default_folder()).resolve()
         report = self.database_report()
         report |= self.backups_report(folder)
         report |= self.disk_report(folder)
@@ -49,7 +52,7 @@ class Command(BaseCommand):
             server = connection.embedded_server()
             report["kind"] = "embedded"
             report["location"] = str(server.pgdata)
-            report["data_folder_bytes"] = backup.folder_size(server.pgdata)
+            report["data_folder_bytes"] = folder_size(server.pgdata)
             if not server.is_initialised():
                 report["state"] = (
                     "not created yet: `serve`, or any command that needs the database, creates it"
@@ -68,14 +71,14 @@ class Command(BaseCommand):
             report["kind"] = "configured"
             report["location"] = f"{where['HOST']}:{where['PORT']}/{where['NAME']}"
         try:
-            backup.connect(connection)
+            connect(connection)
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT current_setting('server_version'), current_database(), "
                     "pg_database_size(current_database())"
                 )
                 version, name, size = cursor.fetchone()
-        except (backup.BackupError, DatabaseError) as error:
+        except (BackupError, DatabaseError) as error:
             report["error"] = first_line(error)
             return report
         report |= {"server_version": version, "database": name, "database_bytes": size}
@@ -93,7 +96,7 @@ class Command(BaseCommand):
         return report
 
     def backups_report(self, folder: Path) -> dict:
-        backups = backup.list_backups(folder)
+        backups = list_backups(folder)
         report = {
             "backup_folder": str(folder),
             "backups": len(backups),
@@ -126,7 +129,7 @@ class Command(BaseCommand):
     # -- printing ---------------------------------------------------------------------------------
 
     def print_report(self, report: dict) -> None:
-        size = backup.human_size
+        size = human_size
         lines = []
         if report["kind"] == "embedded":
             lines.append(("Data", f"embedded PostgreSQL in {report['location']}"))
@@ -163,7 +166,7 @@ class Command(BaseCommand):
                 (
                     "Last backup",
                     f"{last['path']}, {size(last['bytes'])}, "
-                    f"{backup.human_age(last['age_seconds'])} old, {checksum}",
+                    f"{human_age(last['age_seconds'])} old, {checksum}",
                 )
             )
         else:

@@ -5,7 +5,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups import dumps as backup
+from backups.database import connect
+from backups.errors import BackupError
+from backups.tools import child_environment, tool
+from core.files import folder_size, human_size
 from pgembedded.postgres import MAJOR_VERSION
 from pgembedded.upgrade import UpgradeError, upgrade
 
@@ -45,22 +48,22 @@ class Command(BaseCommand):
 
         # Start the new server and rebuild the statistics pg_upgrade does not carry over.
         try:
-            backup.connect(connection)
-        except backup.BackupError as error:
+            connect(connection)
+        except BackupError as error:
             raise CommandError(str(error)) from None
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
             version = cursor.fetchone()[0]
         analyzed = subprocess.run(
             [
-                str(backup.tool("vacuumdb")),
+                str(tool("vacuumdb")),
                 "--all",
                 "--analyze-in-stages",
                 "--missing-stats-only",
                 "--no-password",
                 "--quiet",
             ],
-            env=backup.child_environment(connection.settings_dict),
+            env=child_environment(connection.settings_dict),
             capture_output=True,
             text=True,
             check=False,
@@ -71,6 +74,6 @@ class Command(BaseCommand):
             )
         self.stdout.write(
             f"Upgraded: {server.pgdata} now holds PostgreSQL {version} data. The old data is "
-            f"kept untouched in {kept} ({backup.human_size(backup.folder_size(kept))}): delete "
+            f"kept untouched in {kept} ({human_size(folder_size(kept))}): delete "
             f"that folder once the app works (make a `backup` first)."
         )
