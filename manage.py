@@ -10,7 +10,7 @@ def main() -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    from pgembedded.postgres import EmbeddedPostgresError
+    from pgembedded.errors import EmbeddedPostgresError
 
     try:
         execute_from_command_line(sys.argv)

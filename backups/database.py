@@ -5,7 +5,7 @@ from django.db import OperationalError
 
 from backups.errors import BackupError
 from core.errors import first_line
-from pgembedded.postgres import EmbeddedPostgresError
+from pgembedded.errors import EmbeddedPostgresError
 
 
 def connect(connection) -> None:

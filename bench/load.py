@@ -80,7 +80,7 @@ def pgbench_prepare(scale: int, log: Path) -> list[str]:
     """Initialise pgbench's tables in a database of their own; the command's connection part."""
     from django.db import connection
 
-    from pgembedded.postgres import binaries
+    from pgembedded.programs import binaries
 
     where = connection.settings_dict
     target = ["-h", where["HOST"], "-p", str(where["PORT"]), "-U", where["USER"]]

@@ -20,12 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.files import folder_size, fsync_directory, human_size
-from pgembedded.postgres import (
-    MAJOR_VERSION,
-    SUPERUSER,
-    EmbeddedPostgres,
-    binaries,
-)
+from pgembedded.postgres import SUPERUSER, EmbeddedPostgres
+from pgembedded.programs import MAJOR_VERSION, binaries
 
 # Where package managers install a given major version's server programs.
 OLD_BINDIR_CANDIDATES = (

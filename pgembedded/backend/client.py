@@ -1,6 +1,6 @@
 from django.db.backends.postgresql import client
 
-from pgembedded import postgres as embedded_postgres
+from pgembedded import programs
 
 
 class DatabaseClient(client.DatabaseClient):
@@ -13,5 +13,5 @@ class DatabaseClient(client.DatabaseClient):
     @classmethod
     def settings_to_cmd_args_env(cls, settings_dict, parameters):
         args, env = super().settings_to_cmd_args_env(settings_dict, parameters)
-        args[0] = str(embedded_postgres.binaries() / "psql")
+        args[0] = str(programs.binaries() / "psql")
         return args, env

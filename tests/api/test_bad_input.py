@@ -2,6 +2,8 @@
 
 Field-by-field validation of notes and credentials is in test_api_notes.py and test_api_auth.py;
 this file runs the same kinds of bad input across every endpoint that can receive them.
+
+One idea, kept in one file (over 300 lines): the bad-input matrix across endpoints.
 """
 
 import json

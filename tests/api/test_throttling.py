@@ -2,6 +2,8 @@
 
 The API's token endpoint and the admin's login form alike. Per account, over every address,
 there is only a slowdown: nobody can keep an account's owner out (issue 16, finding 1).
+
+One idea, kept in one file (over 300 lines): login throttling, API and admin.
 """
 
 import re

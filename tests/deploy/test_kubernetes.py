@@ -4,6 +4,8 @@
 kubernetes-validate checks each object against the Kubernetes API schemas, strictly (unknown
 fields fail). CloudNativePG's objects have no schema there: they are skipped by name, and their
 invariants are checked structurally below instead. No cluster and no network needed.
+
+One idea, kept in one file (over 300 lines): the manifests, rendered once and checked.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def test_every_rendered_object_validates_against_the_kubernetes_schemas(target):
         checked.append(doc["kind"])
     assert errors == []
     assert {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler"} <= set(checked)
-    assert {"PodDisruptionBudget", "ConfigMap", "ServiceAccount"} <= set(checked)
+    assert {"PodDisruptionBudget", "ConfigMap", "ServiceAccount", "NetworkPolicy"} <= set(checked)
     assert "Cluster" in skipped
 
 
@@ -371,6 +373,28 @@ def test_service_ingress_and_disruption_budget_reach_the_pods(target):
             backend = path["backend"]["service"]
             assert backend["name"] == service["metadata"]["name"]
             assert backend["port"]["name"] == port["name"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_only_the_ingress_controller_reaches_the_pods_and_they_reach_only_the_database(target):
+    """Nothing else can connect past the ingress and pose as a proxy (X-Forwarded-For)."""
+    docs = render(target)
+    policy = only(docs, "NetworkPolicy")["spec"]
+    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    (rule,) = policy["ingress"]
+    # Only pods of the controller's namespace: no ipBlock, no empty (anyone) source.
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    database, dns = policy["egress"]
+    cluster = only(docs, "Cluster")["metadata"]["name"]
+    assert database["to"] == [{"podSelector": {"matchLabels": {"cnpg.io/cluster": cluster}}}]
+    assert database["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    assert "to" not in dns
+    assert {(port["port"], port["protocol"]) for port in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
 
 
 @pytest.mark.parametrize("target", OVERLAYS)

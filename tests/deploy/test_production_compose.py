@@ -21,7 +21,7 @@ from secrets import token_urlsafe
 import pytest
 import yaml
 
-from pgembedded.postgres import binaries
+from pgembedded.programs import binaries
 from tests.support.container_files import (
     ENV_FILE_ASSIGNMENT,
     INTERPOLATED_NAME,

@@ -27,7 +27,8 @@ from backups.restore import restore
 from backups.tools import child_environment
 from backups.validate import validate
 from core.files import human_size
-from pgembedded.postgres import EmbeddedPostgres, binaries, run_as_unprivileged_prefix
+from pgembedded.postgres import EmbeddedPostgres
+from pgembedded.programs import binaries, run_as_unprivileged_prefix
 from pgembedded.upgrade import find_old_bindir
 from tests.support.processes import REPO, command_env, free_port, manage
 

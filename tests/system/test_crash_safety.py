@@ -18,8 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgembedded import postgres as embedded_postgres
-from pgembedded.postgres import EmbeddedPostgres, EmbeddedPostgresError
+from pgembedded import cluster
+from pgembedded.errors import EmbeddedPostgresError
+from pgembedded.postgres import EmbeddedPostgres
 from tests.support.processes import Server
 
 WRITERS = 8
@@ -229,7 +230,7 @@ def test_a_start_after_a_crash_waits_for_orphaned_backends(tmp_path, monkeypatch
             time.sleep(0.02)
 
         impatient = EmbeddedPostgres(server.data_dir)
-        monkeypatch.setattr(embedded_postgres, "ORPHANS_EXIT_SECONDS", 0)
+        monkeypatch.setattr(cluster, "ORPHANS_EXIT_SECONDS", 0)
         with pytest.raises(EmbeddedPostgresError, match="processes of an earlier PostgreSQL"):
             impatient.ensure_running()
         assert "pre-existing shared memory block" in server.log_file.read_text()

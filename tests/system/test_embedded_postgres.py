@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pgembedded.postgres import MAJOR_VERSION, EmbeddedPostgres, EmbeddedPostgresError
+from pgembedded.errors import EmbeddedPostgresError
+from pgembedded.postgres import EmbeddedPostgres
+from pgembedded.programs import MAJOR_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 

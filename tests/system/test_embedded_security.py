@@ -13,8 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgembedded import postgres
-from pgembedded.postgres import EmbeddedPostgres, EmbeddedPostgresError, binaries
+from pgembedded import programs
+from pgembedded.errors import EmbeddedPostgresError
+from pgembedded.postgres import EmbeddedPostgres
+from pgembedded.programs import binaries
 
 AS_ROOT = os.geteuid() == 0 and shutil.which("setpriv") is not None
 needs_root = pytest.mark.skipif(
@@ -229,7 +231,7 @@ def test_an_earlier_versions_open_data_folder_and_log_are_tightened(tmp_path):
 def test_as_nobody_without_user_namespaces_the_private_data_folder_still_works(monkeypatch):
     # Where user namespaces are forbidden, PostgreSQL runs as `nobody`, which must pass through
     # every parent folder: /tmp itself, then a folder open for passing only.
-    monkeypatch.setattr(postgres, "run_as_unprivileged_prefix", lambda: None)
+    monkeypatch.setattr(programs, "run_as_unprivileged_prefix", lambda: None)
     parent = Path(tempfile.mkdtemp(prefix="keepnotes-nobody-"))
     parent.chmod(0o711)
     server = EmbeddedPostgres(parent / "data")

@@ -89,7 +89,7 @@ def test_the_copy_starts_migrates_and_serves_health_and_admin(copy_without_notes
     try:
         assert server.request("GET", "/healthz") == (200, {"status": "ok"})
         assert server.request("GET", "/readyz")[0] == 200, "migrated"
-        with urllib.request.urlopen(  # noqa: S310 (http only)
+        with urllib.request.urlopen(
             f"http://127.0.0.1:{server.port}/admin/login/", timeout=10
         ) as response:
             assert response.status == 200

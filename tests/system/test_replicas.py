@@ -4,6 +4,8 @@ The primary is an embedded PostgreSQL in a throwaway folder; the standby is a co
 with the wheel's own `pg_basebackup -R`, started as a second server. `manage.py serve` runs
 against both (DATABASE_URL and DATABASE_REPLICA_URLS, over their Unix sockets). Pausing replay
 on the standby makes it lag on purpose, so where each read went shows in what it returns.
+
+One idea, kept in one file (over 300 lines): read replicas end to end, with one shared setup.
 """
 
 import json
@@ -25,7 +27,8 @@ from django.test import RequestFactory
 from core import env, replicas
 from core.replicas import PrimaryReplicaRouter, routing
 from notes.models import Note
-from pgembedded.postgres import EmbeddedPostgres, binaries
+from pgembedded.postgres import EmbeddedPostgres
+from pgembedded.programs import binaries
 from server import connection_budget
 from tests.support.processes import SUPERUSER, Server
 

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from core import env
-from pgembedded.postgres import _without_trust
+from pgembedded.access import _without_trust
 
 # What initdb --auth-local=trust --auth-host=scram-sha-256 wrote for versions before this one.
 OLD_HBA = """\

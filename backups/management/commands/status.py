@@ -15,7 +15,7 @@ from backups.database import connect
 from backups.errors import BackupError
 from core.errors import first_line
 from core.files import folder_size, human_age, human_size
-from pgembedded.postgres import MAJOR_VERSION
+from pgembedded.programs import MAJOR_VERSION
 
 
 class Command(BaseCommand):

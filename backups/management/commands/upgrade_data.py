@@ -9,7 +9,7 @@ from backups.database import connect
 from backups.errors import BackupError
 from backups.tools import child_environment, tool
 from core.files import folder_size, human_size
-from pgembedded.postgres import MAJOR_VERSION
+from pgembedded.programs import MAJOR_VERSION
 from pgembedded.upgrade import UpgradeError, upgrade
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pgembedded.postgres import EmbeddedPostgresError
+from pgembedded.errors import EmbeddedPostgresError
 from server.startup import StartupError, prepare
 
 

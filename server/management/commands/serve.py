@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pgembedded.postgres import EmbeddedPostgresError
+from pgembedded.errors import EmbeddedPostgresError
 from server.startup import StartupError, prepare
 from server.wsgi_servers import ServerConfigError, run_server, server_options
 

@@ -1,0 +1,85 @@
+"""Clients that send their requests slowly, and a probe that times an answer."""
+
+import http.client
+import select
+import socket
+import threading
+import time
+
+__all__ = ["SlowBodies", "probe"]
+
+
+class SlowBodies:
+    """`count` connections to `port` that each send a POST's headers, then its body a byte a second.
+
+    The body never completes (100 kB at one byte a second), as in the review's attack. It goes
+    to the token endpoint, which anyone may call and which reads its body before answering (an
+    endpoint that refuses first, as /api/v1/notes does without a token, frees its thread). The first
+    `at_once` bytes of it go with the headers: a proxy that streams bodies may hold back a
+    smaller trickle in its write buffer (Caddy holds 4 kB), so that the app would not see the
+    request at all. Use as a context manager: the clients start sending on entry and are closed
+    on exit.
+    """
+
+    def __init__(self, port: int, count: int, *, content_length: int = 100_000, at_once: int = 0):
+        self.port = port
+        self.count = count
+        self.head = (
+            "POST /api/v1/auth/token HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {content_length}\r\n\r\n"
+        ).encode() + b" " * at_once
+        self.sockets: list[socket.socket] = []
+        self.received: dict[socket.socket, bytes] = {}  # what the server answered, when it did
+        self.stopped = threading.Event()
+        self.sender = threading.Thread(target=self._send_a_byte_a_second, daemon=True)
+
+    def __enter__(self):
+        for _ in range(self.count):
+            client = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            client.sendall(self.head)
+            self.sockets.append(client)
+        self.sender.start()
+        return self
+
+    def _send_a_byte_a_second(self):
+        while not self.stopped.wait(1):
+            for client in self.sockets:
+                if client in self.received:
+                    continue
+                # Once the server has answered (a 408), stop sending: it has closed its end.
+                if select.select([client], [], [], 0)[0]:
+                    try:
+                        self.received[client] = client.recv(65536)
+                    except OSError as error:
+                        self.received[client] = repr(error).encode()
+                    continue
+                try:
+                    client.send(b" ")
+                except OSError as error:
+                    self.received[client] = repr(error).encode()
+
+    def answers(self) -> list[bytes]:
+        """What the server sent back on each connection so far (b"" when nothing yet)."""
+        return [self.received.get(client, b"") for client in self.sockets]
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.sender.join(timeout=5)
+        for client in self.sockets:
+            client.close()
+
+
+def probe(port: int, path: str = "/healthz", timeout: float = 3) -> float | None:
+    """Seconds until GET `path` on `port` answered 200, or None when it did not in `timeout`."""
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        status = connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()
+    return time.monotonic() - started if status == 200 else None
