@@ -1,1 +1,1 @@
-"""The load benchmark: `uv run python -m bench` (see README, "Benchmark")."""
+"""The load benchmark: `uv run python -m bench` (docs/performance.md)."""

@@ -75,7 +75,7 @@ def check_connection_budget(say: Callable[[str], None]) -> None:
             say(
                 f"Warning: the app may open {budget.explain()} on {name}, which accepts "
                 f"{allowed} ({how}). Lower WEB_CONCURRENCY or WEB_THREADS, raise "
-                f"max_connections, or put PgBouncer in front (README: connection budgets)."
+                f"max_connections, or put PgBouncer in front (docs/scaling.md, connection budgets)."
             )
         else:
             say(f"Connection budget: {budget.explain()} of {allowed} on {name} ({how})")
