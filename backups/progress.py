@@ -30,6 +30,9 @@ def run_with_progress(
     process = subprocess.Popen(
         command,
         env=environ,
+        # What the program writes (a dump of password and token hashes) is the owner's alone
+        # from its first byte, not only once it is complete.
+        umask=0o077,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -76,8 +76,9 @@ def run_wrk(
 # -- pgbench -----------------------------------------------------------------------------------
 
 
-def pgbench_prepare(scale: int, log: Path) -> list[str]:
-    """Initialise pgbench's tables in a database of their own; the command's connection part."""
+def pgbench_prepare(scale: int, log: Path) -> tuple[list[str], dict[str, str]]:
+    """Initialise pgbench's tables in a database of their own; the command's connection part
+    and its environment (the password stays off the command line)."""
     from django.db import connection
 
     from pgembedded.programs import binaries
@@ -87,18 +88,22 @@ def pgbench_prepare(scale: int, log: Path) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {PGBENCH_DATABASE}")
         cursor.execute(f"CREATE DATABASE {PGBENCH_DATABASE}")
+    environ = {**os.environ, "PGPASSWORD": where.get("PASSWORD") or ""}
     pgbench = str(binaries() / "pgbench")
     with open(log, "a") as output:
         subprocess.run(
             [pgbench, "-i", "-q", "-s", str(scale), *target, PGBENCH_DATABASE],
+            env=environ,
             stdout=output,
             stderr=subprocess.STDOUT,
             check=True,
         )
-    return [pgbench, *target]
+    return [pgbench, *target], environ
 
 
-def run_pgbench(command: list[str], connections: int, seconds: int, threads: int) -> dict:
+def run_pgbench(
+    command: list[str], environ: dict[str, str], connections: int, seconds: int, threads: int
+) -> dict:
     done = subprocess.run(
         [
             *command,
@@ -109,6 +114,7 @@ def run_pgbench(command: list[str], connections: int, seconds: int, threads: int
             f"--time={seconds}",
             PGBENCH_DATABASE,
         ],
+        env=environ,
         capture_output=True,
         text=True,
         timeout=seconds + 60,

@@ -147,7 +147,7 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     )
 
     # 5. The measured runs; the order of configurations rotates from one repetition to the next.
-    pgbench_command = pgbench_prepare(plan.pgbench_scale, logs / "pgbench.log")
+    pgbench_command, pgbench_environ = pgbench_prepare(plan.pgbench_scale, logs / "pgbench.log")
     runs: list[dict] = []
     pgbench_runs: list[dict] = []
     names = list(by_name)
@@ -194,7 +194,11 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
                         }
                     )
             measured = run_pgbench(
-                pgbench_command, connections, plan.pgbench_seconds, plan.wrk_threads
+                pgbench_command,
+                pgbench_environ,
+                connections,
+                plan.pgbench_seconds,
+                plan.wrk_threads,
             )
             say(f"rep {repetition + 1} c={connections} pgbench -S {measured['tps']:.0f} tps")
             pgbench_runs.append(

@@ -3,6 +3,8 @@
 Each test gets its own data folder: a copy of one migrated and seeded once per module. The
 commands run as `manage.py` processes in that folder; the test holds its embedded server open
 meanwhile (they attach to it), and reads the data directly to compare it before and after.
+
+One idea, kept in one file (over 300 lines): the data-safety commands, sharing one seeded copy.
 """
 
 import hashlib
@@ -503,7 +505,10 @@ def test_sigterm_during_a_backup_stops_pg_dump_and_leaves_no_partial_file(site, 
         blocker.execute("LOCK TABLE notes_note IN ACCESS EXCLUSIVE MODE")
         loop = start_loop(site, "3600", log=log)
         wait_for(lambda: list(site.backups.glob("*.partial")), "partial file", loop, log)
+        [partial] = site.backups.glob("*.partial")
+        partial_mode = stat.S_IMODE(partial.stat().st_mode)
         output = stop(loop, log)
+    assert partial_mode == 0o600, "owner only while pg_dump writes it, not only once complete"
     assert "Stopped (SIGTERM)" in output
     assert list(site.backups.iterdir()) == [], "the half-written backup was removed"
     assert site.fingerprint()["notes_note"][0] == 300
