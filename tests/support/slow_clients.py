@@ -6,30 +6,40 @@ import socket
 import threading
 import time
 
-__all__ = ["SlowBodies", "probe"]
+__all__ = ["SlowClients", "probe", "slow_body"]
 
 
-class SlowBodies:
-    """`count` connections to `port` that each send a POST's headers, then its body a byte a second.
+def slow_body(*, content_length: int = 100_000, at_once: int = 0) -> bytes:
+    """A POST's headers and the first `at_once` bytes of a body that never completes.
 
-    The body never completes (100 kB at one byte a second), as in the review's attack. It goes
-    to the token endpoint, which anyone may call and which reads its body before answering (an
-    endpoint that refuses first, as /api/v1/notes does without a token, frees its thread). The first
-    `at_once` bytes of it go with the headers: a proxy that streams bodies may hold back a
-    smaller trickle in its write buffer (Caddy holds 4 kB), so that the app would not see the
-    request at all. Use as a context manager: the clients start sending on entry and are closed
-    on exit.
+    Sent to the token endpoint, which anyone may call and which reads its body before answering
+    (an endpoint that refuses first, as /api/v1/notes does without a token, frees its thread).
+    `at_once`: a proxy that streams bodies may hold back a smaller trickle in its write buffer
+    (Caddy holds 4 kB), so that the app would not see the request at all.
+    """
+    head = (
+        "POST /api/v1/auth/token HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {content_length}\r\n\r\n"
+    )
+    return head.encode() + b" " * at_once
+
+
+class SlowClients:
+    """`count` connections to `port` that each send `head`, then one byte a second.
+
+    `slow_body()` makes them the review's attack: 100 kB bodies at a byte a second. A client
+    stops sending once the server has answered (a 408 closes the connection), unless
+    `keep_sending`: then it trickles on after its answer too. Use as a context manager: the
+    clients start on entry and are closed on exit.
     """
 
-    def __init__(self, port: int, count: int, *, content_length: int = 100_000, at_once: int = 0):
+    def __init__(self, port: int, count: int, head: bytes, *, keep_sending: bool = False):
         self.port = port
         self.count = count
-        self.head = (
-            "POST /api/v1/auth/token HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {content_length}\r\n\r\n"
-        ).encode() + b" " * at_once
+        self.head = head
+        self.keep_sending = keep_sending
         self.sockets: list[socket.socket] = []
         self.received: dict[socket.socket, bytes] = {}  # what the server answered, when it did
         self.stopped = threading.Event()
@@ -49,7 +59,7 @@ class SlowBodies:
                 if client in self.received:
                     continue
                 # Once the server has answered (a 408), stop sending: it has closed its end.
-                if select.select([client], [], [], 0)[0]:
+                if not self.keep_sending and select.select([client], [], [], 0)[0]:
                     try:
                         self.received[client] = client.recv(65536)
                     except OSError as error:

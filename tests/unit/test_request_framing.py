@@ -9,6 +9,7 @@ import json
 import pytest
 
 from server.buffering_worker import PendingRequest, request_timeout_response
+from server.wsgi_servers import ServerConfigError, worker_class
 
 LIMITS = {"max_header_bytes": 1000, "max_body_bytes": 100}
 HEAD = b"POST /api/v1/notes HTTP/1.1\r\nHost: x\r\n"
@@ -64,6 +65,20 @@ def test_chunked_framing(pieces, complete):
     assert arrived(*pieces).complete is complete
 
 
+def test_whole_tells_a_request_all_here_from_one_refused_from_its_headers():
+    assert arrived(HEAD + b"Content-Length: 2\r\n\r\nab").whole
+    assert arrived(CHUNKED + b"2\r\nab\r\n0\r\n\r\n").whole
+    assert arrived(b"GET / HTTP/1.1\r\n\r\n").whole
+    for refused in (
+        HEAD + b"Content-Length: 101\r\n\r\n",
+        HEAD + b"Transfer-Encoding: gzip\r\n\r\n",
+        CHUNKED + b"zz\r\n",
+        b"GET /" + b"a" * 1001,
+    ):
+        request = arrived(refused)
+        assert (request.complete, request.whole) == (True, False), refused
+
+
 def test_a_client_waiting_for_100_continue_is_noticed():
     request = arrived(HEAD + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
     assert (request.complete, request.expects_continue) == (False, True)
@@ -76,3 +91,12 @@ def test_the_408_is_the_projects_json_error_and_closes():
     assert b"Content-Type: application/json" in head and b"Connection: close" in head
     assert f"Content-Length: {len(body)}".encode() in head
     assert json.loads(body) == {"detail": "The request did not arrive in full within 30 seconds."}
+
+
+def test_web_buffer_requests_picks_the_worker_and_the_timeout_is_checked(settings, monkeypatch):
+    assert worker_class() == "server.buffering_worker.BufferingThreadWorker"
+    monkeypatch.setenv("WEB_BUFFER_REQUESTS", "false")
+    assert worker_class() == "gthread"
+    settings.REQUEST_READ_TIMEOUT = 0
+    with pytest.raises(ServerConfigError, match="REQUEST_READ_TIMEOUT is 0: use 1 or more"):
+        worker_class()
