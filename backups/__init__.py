@@ -1,4 +1,12 @@
-"""Backups of the database as pg_dump custom-format files, checked before anything is restored.
+"""Continuous protection with point-in-time restore, and portable pg_dump files.
+
+Continuous (the embedded database; docs/data-safety.md): `serve` starts `manage.py protect`,
+which streams the WAL with pg_receivewal into the archive and takes base backups with
+pg_basebackup (checked with pg_verifybackup), and with BACKUP_URL sends both off-site with
+barman-cloud. `restore --to TIME` / `--latest` replay them in a scratch folder, which replaces
+the data folder only once it worked.
+
+Logical (`backup --logical`, any server):
 
 One implementation for every runtime: `manage.py backup` and `restore` locally, and the compose
 stack's `backup` service, which runs the same commands from the app image. The connection comes
@@ -24,4 +32,12 @@ variables, so a password never appears on a command line. Safety, step by step:
 | `restore.py` | replacing the database's contents with a backup's |
 | `schedule.py` | `backup --every`: the loop the compose `backup` service runs |
 | `database.py` | Django's connection, as the commands open and describe it |
+| `archive.py` | the continuous archive on disk: base backups, WAL chains, checksums, window |
+| `base_backup.py` | pg_basebackup into the archive, checked with pg_verifybackup |
+| `protection.py` | pg_receivewal kept running, base backups when due, the WAL queue warning |
+| `startup.py` | `serve` starting `manage.py protect` |
+| `archive_status.py` | RPO, window, last error: for `status` and `/readyz` |
+| `point_in_time.py` | restoring the data folder to a time, in a scratch folder first |
+| `offsite.py`, `offsite_restore.py` | barman-cloud: sending to S3, restoring from it |
+| `verify_restore.py` | `backup --verify-restore`, the restore drill |
 """

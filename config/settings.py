@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from core import env
+from observability import log_format
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -160,6 +161,9 @@ INSTALLED_APPS = [
     "pgembedded",
     "server",
     "backups",
+    "django_tasks_db",  # the django.tasks backend: tasks are rows in PostgreSQL (docs/tasks.md)
+    "tasks",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -235,12 +239,7 @@ if API_DOCS not in API_DOCS_CHOICES:
 PORT = env.get_int("PORT", 3003)
 LISTEN_HOST = env.get_str("LISTEN_HOST", "127.0.0.1")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.get_str("LOG_LEVEL", "INFO")},
-}
+# LOGGING: see "Observability" below.
 
 # -- Read replicas (optional; see core/replicas.py and docs/scaling.md) --------------------------
 # DATABASE_REPLICA_URLS: comma-separated replicas of the primary. Unset, nothing here applies.
@@ -264,3 +263,86 @@ REPLICA_PIN_SECONDS = env.get_int("REPLICA_PIN_SECONDS", 5)
 # A replica further behind than this (or unreachable) is skipped; reads go to the primary.
 REPLICA_MAX_LAG_SECONDS = env.get_int("REPLICA_MAX_LAG_SECONDS", 30)
 # -- end of read replicas ------------------------------------------------------------------------
+
+# -- Tasks (django.tasks on django-tasks-db; tasks/ and docs/tasks.md) ---------------------------
+# Enqueueing is an INSERT on the caller's connection: it commits or rolls back with the caller.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Worker processes `serve` runs beside the web server (0: none, run `manage.py task_worker`).
+TASK_WORKERS = env.get_int("TASK_WORKERS", 1)
+# How often an idle worker looks for a task: the commit-to-start latency is about half of it.
+TASK_POLL_SECONDS = env.get_int("TASK_POLL_MILLISECONDS", 250) / 1000
+# On stop, a worker finishes the task it runs for this long; a task cut short runs again later.
+TASK_DRAIN_SECONDS = env.get_int("TASK_DRAIN_SECONDS", 30)
+TASK_RESULT_RETENTION_DAYS = env.get_int("TASK_RESULT_RETENTION_DAYS", 7)
+# The purges (idempotency keys, tokens, login failures, task results) run once per this period.
+HOUSEKEEPING_INTERVAL_SECONDS = env.get_int("HOUSEKEEPING_INTERVAL_SECONDS", 3600)
+# A bulk import (notes/imports.py) commits this many notes per transaction.
+IMPORT_BATCH_SIZE = env.get_int("IMPORT_BATCH_SIZE", 500)
+# POST /api/v1/imports may be larger than MAX_REQUEST_BYTES, up to this. Not what 10,000 maximal
+# notes would need (about 966 MiB, in one worker's memory): clients split bigger imports.
+IMPORT_MAX_REQUEST_BYTES = env.get_int("IMPORT_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
+if "notes" in INSTALLED_APPS:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("core.middleware.LengthRequiredMiddleware") + 1,
+        "notes.import_body.ImportBodyLimitMiddleware",
+    )
+if DATABASE_REPLICA_ALIASES:
+    # Workers lock task rows to claim them: the task tables are read on the primary.
+    DATABASE_ROUTERS.insert(0, "tasks.routers.TasksOnPrimaryRouter")
+# -- end of tasks --------------------------------------------------------------------------------
+# The most a request may send to any endpoint: what the server's buffering worker reads at most.
+LARGEST_REQUEST_BYTES = max(DATA_UPLOAD_MAX_MEMORY_SIZE, IMPORT_MAX_REQUEST_BYTES)
+
+# -- Backups (continuous protection of the embedded database; backups/ and docs/data-safety.md) --
+# `serve` streams the WAL into BACKUP_DIR (default DATA_DIR/backups) and takes base backups.
+BACKUP_PROTECTION = env.get_bool("BACKUP_PROTECTION", True)
+# Seconds between two base backups, and days a base backup (and the WAL it needs) is kept.
+BACKUP_BASE_EVERY = env.get_int("BACKUP_BASE_EVERY", 86400)
+BACKUP_RETENTION = env.get_int("BACKUP_RETENTION", 7)
+# Off-site copies (s3://bucket/prefix, barman-cloud): endpoint and credentials are read where
+# used (BACKUP_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, each also as *_FILE).
+BACKUP_URL = env.get_str("BACKUP_URL")
+BACKUP_SERVER_NAME = env.get_str("BACKUP_SERVER_NAME", "keepnotes")
+# With BACKUP_URL, the WAL segment being written is sent again this often (when anything was
+# written since): the off-site RPO. CloudNativePG's archive_timeout is 300.
+BACKUP_OFFSITE_SECONDS = env.get_int("BACKUP_OFFSITE_SECONDS", 60)
+# -- end of backups -------------------------------------------------------------------------------
+
+# -- Observability (observability/, server/metrics_port.py; docs/operating.md) ------------------
+# Prometheus metrics on their own port, on LISTEN_HOST, never on PORT. 0 turns metrics off.
+METRICS_PORT = env.get_int("METRICS_PORT", 9464)
+# One JSON object per line, or plain text; unset: JSON unless standard error is a terminal.
+try:
+    LOG_FORMAT = log_format.chosen_format(env.get_str("LOG_FORMAT"))
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from None
+LOGGING = log_format.logging_config(log_format=LOG_FORMAT, level=env.get_str("LOG_LEVEL", "INFO"))
+# Outermost: the request id is on every line logged while a request is answered, probes included.
+MIDDLEWARE[:0] = ["observability.middleware.RequestIdMiddleware"] + (
+    ["observability.middleware.MetricsMiddleware"] if METRICS_PORT else []
+)
+# Traces (OpenTelemetry, OTLP/HTTP) only when told where to send them: observability/tracing.py.
+TRACING = bool(env.get_str("OTEL_EXPORTER_OTLP_ENDPOINT"))
+# -- end of observability ------------------------------------------------------------------------
+
+# -- Faults (issue 13: server refusals, disk space, supervision of the embedded server) ----------
+# A longer URL (path and query string, percent-encoded) is a JSON 414 from Django; the HTTP
+# server's own limit, whose refusal is an HTML page, is lifted (server/wsgi_servers.py). Below it,
+# a value too long for its field is a 422 naming the field, which says more than a 414.
+MAX_URL_BYTES = env.get_int("MAX_URL_BYTES", 128 * 1024)
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "core.middleware.UrlLengthLimitMiddleware",
+)
+# `serve` restarts the embedded PostgreSQL when it dies (pgembedded/supervisor.py); after this
+# many deaths within the window it gives up and exits non-zero. /readyz reads its state file.
+EMBEDDED_SUPERVISE = env.get_bool("EMBEDDED_SUPERVISE", True)
+EMBEDDED_RESTART_LIMIT = env.get_int("EMBEDDED_RESTART_LIMIT", 5)
+EMBEDDED_RESTART_WINDOW_SECONDS = env.get_int("EMBEDDED_RESTART_WINDOW_SECONDS", 300)
+EMBEDDED_SUPERVISOR_STATE_FILE = (
+    DATA_DIR / "postgres.supervisor.json" if EMBEDDED_DATABASE else None
+)
+# /readyz says "disk": "low", the log and `status` warn, below this many bytes free where the
+# data folder or the backups folder is (default 1 GB).
+DISK_FREE_WARN_BYTES = env.get_int("DISK_FREE_WARN_BYTES", 1_000_000_000)
+# -- end of faults -------------------------------------------------------------------------------

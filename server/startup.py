@@ -7,6 +7,8 @@
 then the caller serves.
 """
 
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -17,8 +19,10 @@ from django.db import OperationalError, connection, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from accounts.services import superuser_ensure
+from backups.startup import start_protection
 from core import env
 from core.errors import first_line
+from pgembedded.supervisor import Supervisor
 from server.connection_budget import check_connection_budget
 
 # Any constant shared by every process of this project; "kn" "migr" in ASCII.
@@ -38,6 +42,7 @@ def prepare(say: Say = print) -> None:
     check_connection_budget(say)
     migrate_under_lock(say)
     ensure_superuser(say)
+    start_protection(say)
     # Server workers are forked after this: none may inherit an open connection, pooled ones
     # included (workers sharing a pool's sockets would read each other's answers).
     connections.close_all()
@@ -105,3 +110,21 @@ def ensure_superuser(say: Say) -> None:
         weak = " ".join(error.messages)
         raise StartupError(f"DJANGO_SUPERUSER_PASSWORD is too weak: {weak}") from None
     say(outcome.capitalize())
+
+
+def supervise_database(say: Say) -> Supervisor | None:
+    """Restart the embedded PostgreSQL should it die while serving (pgembedded/supervisor.py).
+
+    Giving up stops the server the way SIGTERM does; `serve` then exits with the reason.
+    """
+    if not (settings.EMBEDDED_DATABASE and settings.EMBEDDED_SUPERVISE):
+        return None
+    supervisor = Supervisor(
+        connection.embedded_server(),
+        say=say,
+        give_up=lambda reason: os.kill(os.getpid(), signal.SIGTERM),
+        max_restarts=settings.EMBEDDED_RESTART_LIMIT,
+        window_seconds=settings.EMBEDDED_RESTART_WINDOW_SECONDS,
+    )
+    supervisor.start()
+    return supervisor

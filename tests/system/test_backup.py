@@ -148,7 +148,7 @@ def test_backup_wipe_restore_brings_every_row_back(site):
     before = site.fingerprint()
     assert before["notes_note"][0] == 300 and before["auth_user"][0] == 5
 
-    made = succeeded(site.manage("backup"))
+    made = succeeded(site.manage("backup", "--logical"))
     path = written_path(made)
     assert path.parent == site.backups and BACKUP_NAME.match(path.name)
     assert human_size(path.stat().st_size) in made.stdout, "prints its size"
@@ -396,7 +396,7 @@ def test_status_of_a_folder_without_a_database_creates_none(tmp_path):
     data_dir = tmp_path / "data"
     report = succeeded(manage(data_dir, "status", BACKUP_DIR="")).stdout
     assert "not created yet" in report
-    assert "none in" in report and "manage.py backup" in report
+    assert "no pg_dump files in" in report and "manage.py backup --logical" in report
     assert not (data_dir / "postgres").exists()
 
 

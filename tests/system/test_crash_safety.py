@@ -3,16 +3,11 @@ creating notes; after a restart every note the API acknowledged with 201 is ther
 and retrying the writes that got no answer, with their Idempotency-Keys, duplicates nothing.
 """
 
-import http.client
-import json
 import os
 import signal
 import threading
 import time
-import uuid
-from collections import Counter
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -21,87 +16,11 @@ import pytest
 from pgembedded import cluster
 from pgembedded.errors import EmbeddedPostgresError
 from pgembedded.postgres import EmbeddedPostgres
+from tests.support.note_writers import Write, all_notes, post_note, problems, write_until
 from tests.support.processes import Server
 
 WRITERS = 8
 LOAD_SECONDS = 1.5
-
-
-@dataclass
-class Write:
-    key: str
-    title: str
-    status: int | None = None  # None: no answer (the connection failed or was cut)
-    note_id: int | None = None
-    replayed: bool = False
-
-
-def post_note(port: int, token: str, write: Write) -> None:
-    """POST the note with its key; records the answer on `write`."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request(
-            "POST",
-            "/api/v1/notes",
-            body=json.dumps({"title": write.title, "body": f"key {write.key}"}),
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/json",
-                "Idempotency-Key": write.key,
-            },
-        )
-        response = connection.getresponse()
-        body = json.loads(response.read() or b"null")
-    except (OSError, http.client.HTTPException):
-        write.status = None
-        return
-    finally:
-        connection.close()
-    write.status = response.status
-    write.replayed = response.getheader("Idempotent-Replayed") == "true"
-    if response.status == 201:
-        write.note_id = body["id"]
-
-
-def write_until(stop: threading.Event, port: int, token: str, writer: int, log: list) -> None:
-    for number in range(1_000_000):
-        if stop.is_set():
-            return
-        write = Write(key=str(uuid.uuid4()), title=f"writer {writer} note {number}")
-        log.append(write)
-        post_note(port, token, write)
-
-
-def all_notes(server: Server, token: str) -> list[dict]:
-    notes, cursor = [], ""
-    while True:
-        status, page = server.request("GET", f"/api/v1/notes?limit=100{cursor}", token=token)
-        assert status == 200, page
-        notes += page["items"]
-        if not page["next"]:
-            return notes
-        cursor = f"&cursor={page['next']}"
-
-
-def problems(acknowledged: dict[int, str], notes: list[dict]) -> list[str]:
-    """What is wrong with the stored notes, given what the API acknowledged: the checker."""
-    stored = {note["id"]: note["title"] for note in notes}
-    found = [
-        f"acknowledged note {note_id} ({title!r}) is missing"
-        for note_id, title in acknowledged.items()
-        if note_id not in stored
-    ]
-    found += [
-        f"note {note_id} is {stored[note_id]!r}, acknowledged as {title!r}"
-        for note_id, title in acknowledged.items()
-        if note_id in stored and stored[note_id] != title
-    ]
-    found += [
-        f"{title!r} is stored {count} times"
-        for title, count in Counter(stored.values()).items()
-        if count > 1
-    ]
-    return found
 
 
 def kill_everything(server: Server, data_dir: Path) -> None:
@@ -111,19 +30,6 @@ def kill_everything(server: Server, data_dir: Path) -> None:
     os.killpg(server.process.pid, signal.SIGKILL)
     os.kill(postmaster, signal.SIGKILL)
     server.process.wait(timeout=10)
-
-
-@pytest.fixture
-def servers(tmp_path):
-    """Servers started by the test; whatever still runs at the end is stopped by its pid."""
-    started: list[Server] = []
-    yield started
-    for server in started:
-        if server.process.poll() is None:
-            server.stop(signal.SIGKILL)
-    pid = EmbeddedPostgres(tmp_path / "data").running_pid()
-    if pid is not None:
-        os.kill(pid, signal.SIGKILL)
 
 
 def test_acknowledged_notes_survive_sigkill_of_app_and_database(tmp_path, servers):

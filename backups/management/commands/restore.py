@@ -1,29 +1,49 @@
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from backups.archive import Archive
 from backups.catalogue import default_folder, latest_backup
 from backups.database import connect, describe_database
 from backups.dump import dump
 from backups.errors import BackupError
+from backups.offsite import from_settings
+from backups.offsite_restore import OffSiteSource
+from backups.point_in_time import LocalSource, parse_target, restore_to
 from backups.restore import restore, tables_with_rows
 from backups.validate import validate
+from core.files import folder_size as folder_bytes
 from core.files import human_size
 
 
 class Command(BaseCommand):
     help = (
-        "Restore a backup made by `backup` (or the compose `backup` service) into the "
-        "configured database. The file is read to its end first; the restore runs in one "
-        "transaction, so a failure leaves the database as it was."
+        "Restore the embedded data folder to a point in time from the continuous archive "
+        "(--to, --latest, --list), or a pg_dump file made by `backup --logical` into the "
+        "configured database (read to its end first, restored in one transaction)."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("file", nargs="?", type=Path, help="the .dump file to restore")
         parser.add_argument(
-            "--latest", action="store_true", help="restore the newest backup in the folder"
+            "--to",
+            metavar="TIME",
+            help="restore the embedded data folder as it was at this ISO-8601 time (UTC when "
+            "no offset is given), from the continuous archive",
+        )
+        parser.add_argument(
+            "--latest",
+            action="store_true",
+            help="restore the newest recoverable point of the continuous archive (without one: "
+            "the newest pg_dump file in the folder)",
+        )
+        parser.add_argument(
+            "--list",
+            action="store_true",
+            help="show the recoverable window and the base backups; restore nothing",
         )
         parser.add_argument(
             "--dir",
@@ -33,7 +53,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--force",
             action="store_true",
-            help="replace the data when the database is not empty (a backup of it is made first)",
+            help="replace the data when the database is not empty (a pg_dump restore backs it up "
+            "first; a point-in-time restore moves the data folder aside)",
         )
         parser.add_argument(
             "--no-backup-first",
@@ -42,10 +63,69 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        archive = Archive((options["dir"] or default_folder()).resolve())
         try:
+            if options["list"]:
+                return self.list(archive)
+            continuous = archive.base_backups() or settings.BACKUP_URL
+            if options["to"] is not None or (options["latest"] and continuous):
+                return self.restore_point(options, archive)
             self.restore(options)
         except BackupError as error:
             raise CommandError(str(error)) from None
+
+    def restore_point(self, options, archive: Archive) -> None:
+        if options["file"] or (options["to"] is not None and options["latest"]):
+            raise CommandError("Pass one of FILE, --to TIME or --latest.")
+        if not settings.EMBEDDED_DATABASE:
+            raise CommandError(
+                "--to and --latest restore the embedded data folder. A configured server is "
+                "restored by its own tools (docs/data-safety.md), or from a pg_dump FILE."
+            )
+        target = parse_target(options["to"]) if options["to"] is not None else None
+        # The local archive when it has a base backup; else the off-site store, if configured.
+        offsite = from_settings()
+        source = (
+            OffSiteSource(offsite)
+            if offsite is not None and not archive.base_backups()
+            else LocalSource(archive)
+        )
+        done = restore_to(
+            server=connection.embedded_server(),
+            source=source,
+            target=target,
+            force=options["force"],
+            say=self.stdout.write,
+        )
+        self.stdout.write(
+            f"Restored from {source.describe()} to "
+            f"{target.isoformat() if target else 'its newest point'} from base backup "
+            f"{done.base.name} in {done.seconds:.1f} s ({done.reached})."
+        )
+        if done.moved_aside:
+            self.stdout.write(
+                f"The data folder it replaced is kept in {done.moved_aside}: delete it once "
+                f"the restored data is right."
+            )
+        self.stdout.write("`serve` starts on it, and takes a new base backup at once.")
+
+    def list(self, archive: Archive) -> None:
+        backups = archive.base_backups()
+        window = archive.window()
+        if window is None:
+            self.stdout.write(f"No base backups in {archive.base_dir}: nothing to restore yet.")
+            return
+        earliest, latest = window
+        self.stdout.write(
+            f"Recoverable from {earliest.isoformat(timespec='seconds')} to "
+            f"{latest.isoformat(timespec='milliseconds')} (archive {archive.folder})"
+        )
+        self.stdout.write(f"{len(backups)} base backups, oldest first:")
+        for backup in backups:
+            self.stdout.write(
+                f"  {backup.name}  ended {backup.ended.isoformat(timespec='seconds')}  "
+                f"timeline {backup.timeline}  {human_size(folder_bytes(backup.path))}"
+            )
 
     def restore(self, options) -> None:
         folder = (options["dir"] or default_folder()).resolve()

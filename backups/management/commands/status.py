@@ -10,12 +10,16 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
+from backups.archive import Archive
+from backups.archive_status import archive_report, django_fetchone
 from backups.catalogue import default_folder, list_backups
 from backups.database import connect
 from backups.errors import BackupError
 from core.errors import first_line
 from core.files import folder_size, human_age, human_size
+from core.health import low_disk_space
 from pgembedded.programs import MAJOR_VERSION
+from tasks.selectors import queue_summary
 
 
 class Command(BaseCommand):
@@ -35,8 +39,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         folder = (options["dir"] or default_folder()).resolve()
         report = self.database_report()
+        report |= tasks_report(report)
         report |= self.backups_report(folder)
+        report |= self.continuous_report(folder)
         report |= self.disk_report(folder)
+        # Below DISK_FREE_WARN_BYTES free where the data or the backups are (issue 13).
+        data = [settings.DATA_DIR] if settings.EMBEDDED_DATABASE else []
+        report["disk_warnings"] = low_disk_space([*data, folder])
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2, default=str))
         else:
@@ -114,6 +123,18 @@ class Command(BaseCommand):
             }
         return report
 
+    def continuous_report(self, folder: Path) -> dict:
+        if not settings.EMBEDDED_DATABASE:
+            return {}
+        server = connection.embedded_server()
+        if not settings.BACKUP_PROTECTION:
+            return {"continuous": {"state": "off (BACKUP_PROTECTION=off)"}}
+        try:
+            report = archive_report(server, Archive(folder), django_fetchone)
+        except (BackupError, DatabaseError) as error:
+            return {"continuous": {"error": first_line(error)}}
+        return {"continuous": report}
+
     def disk_report(self, folder: Path) -> dict:
         data_place = settings.DATA_DIR if settings.EMBEDDED_DATABASE else None
         report, devices = {}, set()
@@ -171,8 +192,14 @@ class Command(BaseCommand):
             )
         else:
             lines.append(
-                ("Backups", f"none in {report['backup_folder']}: make one with `manage.py backup`")
+                (
+                    "Backups",
+                    f"no pg_dump files in {report['backup_folder']}: make one with "
+                    f"`manage.py backup --logical`",
+                )
             )
+        lines += task_lines(report.get("tasks"))
+        lines += continuous_lines(report.get("continuous"))
         for key in ("disk_data", "disk_backups"):
             if key in report:
                 disk = report[key]
@@ -183,11 +210,42 @@ class Command(BaseCommand):
                         f"where {disk['path']} is",
                     )
                 )
+        lines += [("WARNING", f"disk space low: {w}") for w in report.get("disk_warnings", [])]
         if report.get("error"):
             lines.append(("Error", report["error"]))
         width = max(len(label) for label, _ in lines) + 2
         for label, value in lines:
             self.stdout.write(f"{label + ':':<{width}}{value}")
+
+
+def continuous_lines(report: dict | None) -> list[tuple[str, str]]:
+    """The continuous archive's lines: RPO, last base backup, window, target, last error."""
+    if report is None:
+        return []
+    if "state" in report:
+        return [("Archive", report["state"])]
+    if "error" in report and "target" not in report:
+        return [("Archive", f"cannot tell: {report['error']}")]
+    lines = [("Archive", f"{report['target']} (WAL streamed by pg_receivewal)")]
+    if report.get("unarchived_bytes", 0) is None:
+        lines.append(("RPO", "no replication slot yet: the next `serve` makes one"))
+    elif "rpo_seconds" in report:
+        rpo = report["rpo_seconds"]
+        streaming = "streaming" if report["streaming"] else "NOT streaming"
+        lag = report.get("unarchived_bytes")
+        rpo_text = "unknown" if rpo is None else f"{rpo * 1000:.0f} ms"
+        lines.append(("RPO", f"{rpo_text} ({streaming}, {lag} bytes of WAL not archived yet)"))
+    else:
+        lines.append(("RPO", "server stopped: nothing unarchived is being written"))
+    lines.append(("Base backup", report["last_base_backup"] or "none yet (`serve` takes one)"))
+    if report["window"]:
+        lines.append(("Window", f"{report['window'][0]} to {report['window'][1]}"))
+    if report.get("offsite_waiting_segments") is not None:
+        lines.append(("Off-site", f"{report['offsite_waiting_segments']} WAL segments waiting"))
+    lines.append(("Last error", report["last_error"] or "none (archive)"))
+    if report.get("wal_queue_warning"):
+        lines.append(("WARNING", report["wal_queue_warning"]))
+    return lines
 
 
 def content_models() -> list:
@@ -207,3 +265,39 @@ def nearest_existing(path: Path) -> Path | None:
         if candidate.exists():
             return candidate
     return None
+
+
+# -- Background tasks (tasks/, docs/tasks.md) ---------------------------------------------------
+
+
+def tasks_report(report: dict) -> dict:
+    """Tasks queued, running and failed, and the wait of the oldest queued one."""
+    if "server_version" not in report or report.get("rows") is None:
+        return {}  # no database, or no tables yet
+    try:
+        summary = queue_summary()
+    except DatabaseError:
+        return {"tasks": None}  # the tasks' tables not migrated yet
+    age = summary.oldest_queued_age
+    return {
+        "tasks": {
+            "queued": summary.queued,
+            "running": summary.running,
+            "failed": summary.failed,
+            "oldest_queued_seconds": age.total_seconds() if age is not None else None,
+        }
+    }
+
+
+def task_lines(tasks: dict | None) -> list[tuple[str, str]]:
+    if tasks is None:
+        return []
+    oldest = tasks["oldest_queued_seconds"]
+    waiting = f", the oldest waiting {human_age(oldest)}" if oldest is not None else ""
+    return [
+        (
+            "Tasks",
+            f"{tasks['queued']} queued{waiting}, {tasks['running']} running, "
+            f"{tasks['failed']} failed",
+        )
+    ]

@@ -1,0 +1,281 @@
+"""Restoring the embedded data folder to a point in time, from the continuous archive.
+
+Everything happens in a scratch folder (`DATA_DIR/postgres.restoring`) until it has worked: the
+base backup is checked (pg_verifybackup) and copied there, the WAL it needs is linked into it
+(checked against the sha256 recorded when it was archived), and PostgreSQL replays it up to the
+target and is promoted. Only then is the current data folder moved aside (never deleted) and the
+restored one put in its place. Any failure on the way leaves the current data as it was.
+"""
+
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from backups.archive import Archive, BaseBackup
+from backups.base_backup import verify
+from backups.errors import BackupError
+from pgembedded import access, cluster
+from pgembedded.errors import EmbeddedPostgresError
+from pgembedded.postgres import SUPERUSER
+
+RESTORE_WAL = "restore_wal"  # inside the scratch folder, so PostgreSQL's user can read it
+RECOVERY_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Restored:
+    base: object  # the base backup restored (local or off-site)
+    moved_aside: Path | None
+    seconds: float
+    reached: str
+
+
+def parse_target(text: str) -> datetime:
+    """An ISO-8601 time; without an offset it is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BackupError(
+            f"{text!r} is not an ISO-8601 time: write e.g. 2026-01-25T10:14:00Z or "
+            f"2026-01-25T10:14:00+01:00 (without an offset it is UTC). Nothing was changed."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def choose_base(archive: Archive, target: datetime | None) -> BaseBackup:
+    """The newest base backup that ended before `target` (None: the newest of all)."""
+    backups = archive.base_backups()
+    window = archive.window()
+    if not backups or window is None:
+        raise BackupError(
+            f"No base backup in {archive.base_dir}: nothing to restore from (`serve` takes one "
+            f"at its first start, `manage.py backup` takes one now). Nothing was changed."
+        )
+    if target is None:
+        return backups[-1]
+    earliest, latest = window
+    if not earliest <= target <= latest:
+        raise BackupError(
+            f"{target.isoformat()} is outside the recoverable window, {earliest.isoformat()} to "
+            f"{latest.isoformat()} (`restore --list`). Nothing was changed."
+        )
+    return [backup for backup in backups if backup.ended <= target][-1]
+
+
+class LocalSource:
+    """The archive on this machine (BACKUP_DIR): base backups and the WAL pg_receivewal wrote."""
+
+    def __init__(self, archive: Archive):
+        self.archive = archive
+
+    def describe(self) -> str:
+        return str(self.archive.folder)
+
+    def choose(self, target: datetime | None) -> BaseBackup:
+        return choose_base(self.archive, target)
+
+    def latest(self) -> datetime | None:
+        return self.archive.newest_wal_time()
+
+    def check(self, base: BaseBackup, say) -> None:
+        say(f"Checking base backup {base.name} (pg_verifybackup)")
+        try:
+            verify(base.path)
+        except BackupError as error:
+            raise BackupError(
+                f"The base backup {base.path} is damaged: {error}. Nothing was changed."
+            ) from None
+        self.archive.check_segments(base.chain, base.start_wal)
+
+    def fill(self, scratch: Path, base: BaseBackup) -> str:
+        """The base backup and its WAL into `scratch`; the restore_command that reads them."""
+        shutil.copytree(base.path, scratch, symlinks=True)
+        (scratch / "backup_manifest").unlink(missing_ok=True)
+        wal = scratch / RESTORE_WAL
+        wal.mkdir(mode=0o700)
+        for path in sorted(self.archive.wal_dir(base.chain).iterdir()):
+            name = path.name.removesuffix(".partial")
+            if not re.fullmatch(r"[0-9A-F]{24}|[0-9A-F]{8}\.history", name):
+                continue
+            if name[8:] < base.start_wal[8:] and not name.endswith(".history"):
+                continue
+            if path.name.endswith(".partial") and (wal / name).exists():
+                continue
+            shutil.copyfile(path, wal / name)
+        # Run by PostgreSQL in the data folder: a plain copy from inside it.
+        return f"cp {RESTORE_WAL}/%f %p"
+
+
+def restore_to(*, server, source, target: datetime | None, force: bool, say) -> Restored:
+    """Replace `server`'s data folder with the source's state at `target` (None: the newest)."""
+    started = time.monotonic()
+    with server.start_lock():
+        busy = server.in_use()
+        if busy:
+            raise BackupError(
+                f"{busy}: stop `serve` and every other client first (restore replaces the data "
+                f"folder). Nothing was changed."
+            )
+        base = source.choose(target)
+        has_data = server.pgdata.exists() and any(server.pgdata.iterdir())
+        if has_data and not force:
+            raise BackupError(
+                f"{server.pgdata} already holds data. Nothing was changed. To replace it, run "
+                f"again with --force (it is moved aside, not deleted)."
+            )
+        source.check(base, say)
+        scratch = server.data_dir / "postgres.restoring"
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            say(f"Replaying the WAL up to {target.isoformat() if target else 'its end'}")
+            try:
+                reached = replay(server, source, base, scratch, target)
+            except TargetNotReached:
+                latest = source.latest()
+                if latest is None or target > latest:
+                    raise
+                # No commit after `target` anywhere in the archive, which was written up to
+                # `latest`: its end is the state at `target`.
+                shutil.rmtree(scratch, ignore_errors=True)
+                reached = replay(server, source, base, scratch, None)
+        except BaseException:
+            cluster.stop(scratch)
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        moved = None
+        if server.pgdata.exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            moved = server.data_dir / f"postgres.before-restore-{stamp}"
+            server.pgdata.rename(moved)
+        scratch.rename(server.pgdata)
+    return Restored(
+        base=base, moved_aside=moved, seconds=time.monotonic() - started, reached=reached
+    )
+
+
+def replay(server, source, base, scratch: Path, target) -> str:
+    restore_command = source.fill(scratch, base)
+    scratch.chmod(0o700)
+    write_recovery_settings(scratch, restore_command, target)
+    return recover(server, scratch)
+
+
+def write_recovery_settings(scratch: Path, restore_command: str, target) -> None:
+    settings = [
+        f"restore_command = '{restore_command}'",
+        "recovery_target_action = 'promote'",
+        "recovery_target_timeline = 'latest'",
+        "archive_mode = 'off'",
+    ]
+    if target is not None:
+        settings.append(f"recovery_target_time = '{target.isoformat()}'")
+    with open(scratch / "postgresql.auto.conf", "a") as conf:
+        conf.write("\n# manage.py restore\n" + "\n".join(settings) + "\n")
+    (scratch / "recovery.signal").touch()
+
+
+def recover(server, scratch: Path) -> str:
+    """Start PostgreSQL on `scratch`, wait for the end of recovery, stop it: where it got to.
+
+    Meanwhile only the superuser may connect, over the socket, without a password (the socket
+    folder is ours alone, and there is no TCP): the restored roles hold the passwords of the
+    time of the backup, and the password file may have been lost with the data. Once promoted,
+    the superuser gets this folder's password, and pg_hba.conf its rules back.
+    """
+    access.private_socket_dir(server.socket_dir, server.data_dir)  # gone with the data folder?
+    hba = scratch / "pg_hba.conf"
+    rules = hba.read_text()
+    hba.write_text(f"local all {SUPERUSER} trust\n")
+    log_start = server.log_file.stat().st_size if server.log_file.exists() else 0
+    try:
+        cluster.start(
+            data_dir=server.data_dir,
+            pgdata=scratch,
+            socket_dir=server.socket_dir,
+            port=server.port,
+            listen_addresses="",
+            log_file=server.log_file,
+            ready=lambda: cluster.running_pid(scratch) is not None and _answers(server),
+            say=lambda message: None,
+        )
+    except EmbeddedPostgresError:
+        raise _stopped(server, log_start) from None
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            if cluster.running_pid(scratch) is None:
+                raise _stopped(server, log_start)
+            if _recovery_ended(server):
+                break
+            time.sleep(0.1)
+        else:
+            raise BackupError(f"Recovery did not end within {RECOVERY_SECONDS} s.")
+        with server.connect(dbname="postgres", autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(SUPERUSER), sql.Literal(server.password())
+                )
+            )
+            connection.execute("CHECKPOINT")
+    finally:
+        cluster.stop(scratch)
+        hba.write_text(rules)
+    shutil.rmtree(scratch / RESTORE_WAL, ignore_errors=True)
+    _drop_restore_settings(scratch)
+    return _reached(server, log_start)
+
+
+def _recovery_ended(server) -> bool:
+    try:
+        with server.connect(dbname="postgres", connect_timeout=2) as connection:
+            return not connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    except psycopg.OperationalError:
+        return False  # stopping after a FATAL, say: the caller looks at the process next
+
+
+def _answers(server) -> bool:
+    try:
+        with server.connect(dbname="postgres", connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+def _drop_restore_settings(scratch: Path) -> None:
+    conf = scratch / "postgresql.auto.conf"
+    text = conf.read_text()
+    conf.write_text(text.split("\n# manage.py restore\n")[0] + "\n")
+
+
+def _log_since(server, offset: int) -> str:
+    with open(server.log_file, "rb") as file:
+        file.seek(offset)
+        return file.read().decode(errors="replace")
+
+
+class TargetNotReached(BackupError):
+    """The WAL ended before a commit after the target time: none was archived after it."""
+
+
+def _stopped(server, offset: int) -> BackupError:
+    lines = [line for line in _log_since(server, offset).splitlines() if "FATAL" in line]
+    text = lines[-1].split("FATAL:", 1)[-1].strip() if lines else "see " + str(server.log_file)
+    if "before configured recovery target" in text:
+        return TargetNotReached(
+            f"PostgreSQL stopped while replaying the WAL: {text}: the archive ends before that "
+            f"time (`restore --list`). Nothing was changed."
+        )
+    return BackupError(f"PostgreSQL stopped while replaying the WAL: {text}. Nothing was changed.")
+
+
+def _reached(server, offset: int) -> str:
+    for line in reversed(_log_since(server, offset).splitlines()):
+        if "recovery stopping" in line or "redo done at" in line:
+            return line.split("LOG:", 1)[-1].strip()
+    return "end of WAL"

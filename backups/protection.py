@@ -1,0 +1,270 @@
+"""Continuous protection of the embedded database, run by `serve`: WAL streamed as it is written,
+base backups on a schedule, old ones pruned.
+
+`pg_receivewal --synchronous` on a replication slot receives the WAL as the server writes it and
+fsyncs it at once, so the archive is behind the server by milliseconds (measured:
+docs/data-safety.md). The slot keeps the server from recycling WAL the receiver has not got yet,
+so nothing is lost while it is down (between two `serve`s, or after a crash); the price is that
+WAL then piles up in pg_wal, which `status`, `/readyz` and the log report before it can fill the
+disk. One process at a time protects a data folder (a lock in the archive): others only serve.
+"""
+
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from backups.archive import Archive
+from backups.base_backup import take_base_backup
+from backups.errors import BackupError
+from backups.progress import error_lines
+from backups.tools import child_environment, tool
+
+SLOT = "keepnotes_backup"
+APPLICATION = "keepnotes-backup"
+CHECK_SECONDS = 1.0
+DISK_CHECK_SECONDS = 10.0  # one short connection to the server each time
+OFFSITE_BASE = "OFFSITE_BASE"  # in a chain's folder: its off-site base backup was taken
+SHIPPABLE = r"[0-9A-F]{24}|[0-9A-F]{8}\.history"
+RESTART_SECONDS = 2.0
+logger = logging.getLogger("backups")
+
+
+def ensure_slot(server) -> bool:
+    """The replication slot, reserving WAL from now; True when it had to be made."""
+    with server.connect(dbname="postgres", autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [SLOT]
+        ).fetchone()
+        if exists:
+            return False
+        connection.execute("SELECT pg_create_physical_replication_slot(%s, true)", [SLOT])
+        return True
+
+
+class Protection(threading.Thread):
+    """Keeps pg_receivewal running, takes base backups when due, prunes, and reports."""
+
+    def __init__(
+        self,
+        *,
+        server,
+        archive: Archive,
+        base_every: int,
+        keep_days: int,
+        warn: Callable[[str], None],
+        offsite=None,
+        offsite_every: int = 60,
+    ):
+        super().__init__(name="backups-protection", daemon=True)
+        self.server, self.archive = server, archive
+        self.base_every, self.keep_days, self.warn = base_every, keep_days, warn
+        self.stopping = threading.Event()
+        self.receiver: subprocess.Popen | None = None
+        self.chain: str | None = None
+        self.needs_base = False
+        self._lock = None
+        self._owner_pid = os.getpid()
+        self.offsite, self.offsite_every = offsite, offsite_every
+        self.offsite_base_due = False
+        self._last_partial, self._partial_state = 0.0, None
+
+    def claim(self) -> bool:
+        """Take the archive's lock (one protecting process per folder) and ready the slot."""
+        self.archive.make_folders()
+        lock = open(self.archive.folder / "protection.lock", "a")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            return False
+        self._lock = lock
+        made = ensure_slot(self.server)
+        self.chain = self.archive.current_chain()
+        if made or self.chain is None:
+            self.chain = self.archive.new_chain()  # a new history: a new chain, a base first
+        self.needs_base = made or not any(
+            backup.chain == self.chain for backup in self.archive.base_backups()
+        )
+        marker = self.archive.wal_dir(self.chain) / OFFSITE_BASE
+        self.offsite_base_due = self.offsite is not None and not marker.exists()
+        return True
+
+    def stop(self) -> None:
+        if os.getpid() != self._owner_pid:
+            return  # a forked server worker exiting: the receiver is its parent's
+        self.stopping.set()
+        if self.receiver and self.receiver.poll() is None:
+            self.receiver.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.receiver.wait(5)
+        self.join(10)
+
+    def run(self) -> None:
+        next_base = 0.0 if self.needs_base else self._next_base_due()
+        next_disk_check = 0.0
+        while not self.stopping.is_set():
+            self._keep_receiving()
+            if time.time() >= next_base:
+                next_base = self._base_backup()
+            try:
+                self.archive.record_checksums(self.chain)
+                if time.time() >= next_disk_check:
+                    next_disk_check = time.time() + DISK_CHECK_SECONDS
+                    self._warn_before_the_disk_fills()
+                if self.offsite is not None:
+                    self._ship_offsite()
+            except Exception as error:  # never let the bookkeeping end the protection
+                logger.warning("Backup bookkeeping failed: %s", error)
+            self.stopping.wait(CHECK_SECONDS)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _keep_receiving(self) -> None:
+        if self.receiver is not None and self.receiver.poll() is None:
+            return
+        if self.receiver is not None:
+            stderr = self.receiver.stderr.read().decode(errors="replace")
+            reason = error_lines(stderr) or stderr.strip() or f"exit {self.receiver.returncode}"
+            self._record_error(f"pg_receivewal stopped: {reason}")
+            self.stopping.wait(RESTART_SECONDS)
+            if self.stopping.is_set():
+                return
+        self.receiver = subprocess.Popen(
+            [
+                str(tool("pg_receivewal")),
+                "--directory",
+                str(self.archive.wal_dir(self.chain)),
+                "--slot",
+                SLOT,
+                "--synchronous",
+                "--no-loop",
+                "--no-password",
+                "--status-interval=1",
+                f"--dbname=application_name={APPLICATION}",
+            ],
+            env=self._environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            umask=0o077,
+            preexec_fn=_die_with_parent,
+        )
+
+    def _base_backup(self) -> float:
+        try:
+            made = take_base_backup(
+                archive=self.archive, chain=self.chain, settings_dict=self._settings()
+            )
+        except BackupError as error:
+            self._record_error(f"Base backup failed: {error}")
+            return time.time() + 300
+        logger.info("Base backup %s taken and verified", made.path)
+        self.needs_base = False
+        self.offsite_base_due = self.offsite is not None
+        self.archive.error_file.unlink(missing_ok=True)
+        pruned = self.archive.prune(keep_days=self.keep_days)
+        if pruned:
+            logger.info("Pruned base backups older than %s days: %s", self.keep_days, pruned)
+        return time.time() + self.base_every
+
+    def _ship_offsite(self) -> None:
+        """Complete segments to the store, and every `offsite_every` s the one being written
+        (as `<name>.partial`, replaced as it grows; barman-cloud-wal-restore falls back to it)."""
+        folder = self.archive.wal_dir(self.chain)
+        if self.offsite_base_due and not self.needs_base:
+            try:
+                self.offsite.base_backup(self._settings())
+            except BackupError as error:
+                self._record_error(f"Off-site base backup failed: {error}")
+            else:
+                (folder / OFFSITE_BASE).touch()
+                self.offsite_base_due = False
+        names = sorted(path.name for path in folder.iterdir() if re.fullmatch(SHIPPABLE, path.name))
+        try:
+            shipped = self.offsite.ship_pending(folder, names)
+            if time.time() - self._last_partial >= self.offsite_every:
+                shipped += self._ship_partial(folder)
+        except BackupError as error:
+            self._record_error(f"Off-site WAL archiving failed (the WAL waits locally): {error}")
+            return
+        if shipped and self.archive.error_file.exists():
+            self.archive.error_file.unlink(missing_ok=True)
+
+    def _ship_partial(self, folder) -> int:
+        partials = sorted(folder.glob("*.partial"))
+        if not partials:
+            return 0
+        current = partials[-1]
+        state = (current.name, current.stat().st_mtime_ns)
+        if state == self._partial_state:
+            return 0  # nothing written since it was last sent
+        self.offsite.ship_wal(current)
+        self._partial_state, self._last_partial = state, time.time()
+        return 1
+
+    def _next_base_due(self) -> float:
+        backups = self.archive.base_backups()
+        return backups[-1].ended.timestamp() + self.base_every if backups else 0.0
+
+    def _warn_before_the_disk_fills(self) -> None:
+        retained = retained_wal_bytes(self.server)
+        free = shutil.disk_usage(self.server.pgdata).free
+        if retained is not None and wal_queue_alarming(retained, free):
+            self.warn(wal_queue_warning(retained, free))
+
+    def _record_error(self, message: str) -> None:
+        logger.warning(message)
+        stamped = f"{datetime.now(UTC).isoformat(timespec='seconds')} {message}"
+        with contextlib.suppress(OSError):
+            self.archive.error_file.write_text(stamped + "\n")
+
+    def _settings(self) -> dict:
+        return self.server.connection_settings()
+
+    def _environment(self) -> dict:
+        environ = child_environment(self._settings())
+        environ.pop("PGDATABASE", None)
+        return environ
+
+
+def retained_wal_bytes(server) -> int | None:
+    """WAL the slot keeps in pg_wal for the receiver (the local queue); None without a slot."""
+    with server.connect(dbname="postgres") as connection:
+        row = connection.execute(
+            "SELECT pg_current_wal_lsn() - restart_lsn FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            [SLOT],
+        ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+# The queue is alarming once it could fill the disk's free space within 4 times its own size.
+WAL_QUEUE_FREE_RATIO = 4
+
+
+def wal_queue_alarming(retained: int, free: int) -> bool:
+    return retained > 64 * 1024 * 1024 and retained * WAL_QUEUE_FREE_RATIO > free
+
+
+def wal_queue_warning(retained: int, free: int) -> str:
+    return (
+        f"WARNING: {retained // 1_000_000} MB of WAL wait in pg_wal for the archive, with "
+        f"{free // 1_000_000} MB free on that disk: the archive is not keeping up (see `manage.py "
+        f"status`). If the disk fills, PostgreSQL stops."
+    )
+
+
+def _die_with_parent() -> None:
+    """pg_receivewal goes when the process that started it goes, even on SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
