@@ -9,12 +9,27 @@ from core.fields import NO_NUL, DatabaseId
 from idempotency import api as idempotency
 from idempotency.api import IdempotencyKey
 
-from . import selectors, services
-from .schemas import NoteIn, NoteOut, NotePageOut, NotePatch
+from . import imports, selectors, services
+from .schemas import (
+    ImportAccepted,
+    ImportIn,
+    ImportOut,
+    ImportPageOut,
+    NoteIn,
+    NoteOut,
+    NotePageOut,
+    NotePatch,
+)
 
 router = Router(tags=["notes"])
 
 SearchText = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
+
+# A cursor is the unpadded base64url text of a page's `next` (selectors.encode_cursor). The pattern
+# is declared for the schema only: any other text is refused with a 400 naming the cursor, like a
+# well-formed one this API did not return (docs/api.md, "Cursors").
+_cursor = Query(description="Opaque: the `next` of the previous page; omit for the first page.")
+_cursor.json_schema_extra |= {"pattern": "^[A-Za-z0-9_-]*$"}
 
 
 def _owned_note(request, note_id: int):
@@ -38,7 +53,7 @@ def create_note(
 def list_notes(
     request,
     limit: Annotated[int, Query(ge=1, le=selectors.PAGE_LIMIT_MAX)] = 20,
-    cursor: Annotated[SearchText | None, Query()] = None,
+    cursor: Annotated[SearchText | None, _cursor] = None,
     tag: Annotated[SearchText | None, Query()] = None,
     q: Annotated[SearchText | None, Query(description="Full-text search (web syntax)")] = None,
 ):
@@ -67,3 +82,49 @@ def update_note(request, note_id: DatabaseId, payload: NotePatch):
 def delete_note(request, note_id: DatabaseId):
     services.note_delete(note=_owned_note(request, note_id))
     return Status(204, None)
+
+
+imports_router = Router(tags=["imports"])
+
+
+@imports_router.post("", response={202: ImportAccepted})
+def start_import(
+    request, response: HttpResponse, payload: ImportIn, idempotency_key: IdempotencyKey = None
+):
+    def start() -> ImportAccepted:
+        notes = [note.dict() for note in payload.notes]
+        job = imports.import_start(owner=request.auth.user, notes=notes)
+        return ImportAccepted(id=job.pk, status=job.status)
+
+    answer = idempotency.once(request, response, idempotency_key, 202, start)
+    # A replay's answer is the stored body (a dict), a first answer the schema.
+    job_id = answer.value["id"] if isinstance(answer.value, dict) else answer.value.id
+    response["Location"] = f"{request.path.rstrip('/')}/{job_id}"
+    return answer
+
+
+@imports_router.get("", response=ImportPageOut)
+def list_imports(
+    request,
+    limit: Annotated[int, Query(ge=1, le=selectors.PAGE_LIMIT_MAX)] = 20,
+    cursor: Annotated[SearchText | None, Query()] = None,
+):
+    try:
+        return imports.import_list(owner=request.auth.user, limit=limit, cursor=cursor)
+    except selectors.InvalidCursor as error:
+        raise HttpError(400, f"cursor: {error}") from None
+
+
+@imports_router.get("/{import_id}", response=ImportOut)
+def get_import(request, import_id: DatabaseId):
+    job = imports.import_get(owner=request.auth.user, import_id=import_id)
+    if job is None:
+        raise Http404
+    return job
+
+
+# Everything the example serves, mounted by config/api.py at /v1 in one line (removing the
+# example removes that line: docs/replace-the-example.md).
+routes = Router()
+routes.add_router("/notes", router)
+routes.add_router("/imports", imports_router)

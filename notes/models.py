@@ -38,3 +38,47 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class ImportJob(models.Model):
+    """A bulk import (notes/imports.py): its notes wait in ImportBatch rows until imported."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="note_imports"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField()
+    imported = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["owner", "-created", "-id"], name="import_owner_created")]
+
+    def __str__(self) -> str:
+        return f"import {self.pk}: {self.imported}/{self.total} {self.status}"
+
+
+class ImportBatch(models.Model):
+    """Notes of an import not imported yet; deleted in the transaction that creates them."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="batches")
+    number = models.PositiveIntegerField()
+    notes = models.JSONField()
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="import_batch_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.number} of import {self.job_id}"

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken
 from accounts.services import token_create, token_revoke
+from notes.imports import import_start
 from notes.models import Note
 from notes.services import note_create
 from tests.support.api import PASSWORD, ApiClient
@@ -36,6 +37,9 @@ ENDPOINTS = {
     "read note": ("GET", "/api/v1/notes/{note}", None),
     "edit note": ("PATCH", "/api/v1/notes/{note}", {"title": "changed"}),
     "delete note": ("DELETE", "/api/v1/notes/{note}", None),
+    "start import": ("POST", "/api/v1/imports", {"notes": [{"title": "imported"}]}),
+    "list imports": ("GET", "/api/v1/imports", None),
+    "read import": ("GET", "/api/v1/imports/{job}", None),
 }
 
 _ = 401  # refused credentials: no token, or one that is inactive, expired or revoked
@@ -51,6 +55,9 @@ EXPECTED = {
     "read note":      [_, 200, 404, 404, 404, _, _, _],
     "edit note":      [_, 200, 404, 404, 404, _, _, _],
     "delete note":    [_, 204, 404, 404, 404, _, _, _],
+    "start import":   [_, 202, 202, 202, 202, _, _, _],
+    "list imports":   [_, 200, 200, 200, 200, _, _, _],
+    "read import":    [_, 200, 404, 404, 404, _, _, _],
 }  # fmt: skip
 
 CASES = [
@@ -68,7 +75,9 @@ def world(make_user):
     bare_staff = make_user("bare-staff", is_staff=True)
     note = note_create(owner=alice, title="alice's", body="private", tags=["x"])
     _, spare_token = token_create(user=alice)
+    job = import_start(owner=alice, notes=[{"title": "queued", "body": "", "tags": []}])
     return {
+        "job": job,
         "alice": alice,
         "bob": bob,
         "staff": staff,
@@ -105,7 +114,12 @@ def test_the_matrix_covers_every_api_operation():
         if path != "/api/v1/auth/token" or method != "post"  # the login: below
     }
     covered = {
-        (method, path.replace("{token}", "{token_id}").replace("{note}", "{note_id}"))
+        (
+            method,
+            path.replace("{token}", "{token_id}")
+            .replace("{note}", "{note_id}")
+            .replace("{job}", "{import_id}"),
+        )
         for method, path, _ in ENDPOINTS.values()
     }
     assert operations == covered
@@ -117,7 +131,10 @@ def test_authorization(world, endpoint, caller, expected):
     client = client_as(caller, world)
     note, token = world["note"], world["token"]
 
-    response = client.send(method, path.format(note=note.pk, token=token.pk), json=payload)
+    job = world["job"]
+    response = client.send(
+        method, path.format(note=note.pk, token=token.pk, job=job.pk), json=payload
+    )
 
     assert response.status_code == expected, response.content
     if expected >= 400:
@@ -152,6 +169,7 @@ def test_nobody_else_sees_the_owners_notes_or_tokens_in_lists(world, caller):
     assert world["note"].pk not in [item["id"] for item in notes]
     assert world["token"].pk not in [item["id"] for item in tokens]
     assert len(tokens) == 1 and tokens[0]["current"]
+    assert client.get("/api/v1/imports").json()["items"] == []
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 
 import pytest
 
@@ -17,6 +18,12 @@ from tests.support.container_http import Browser, form_errors
 pytestmark = pytest.mark.containers
 
 ADMIN_USER = "e2e-admin"
+IMPORT_USER = "e2e-importer"
+IMPORT_NOTES = 25
+IMPORT_TIMEOUT_SECONDS = 60
+# How long a stopped worker leaves an import queued before the test believes it (a worker
+# polls every second or so).
+QUEUED_CHECK_SECONDS = 4
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "tcc", "as", "ld", "make")
 
 
@@ -62,21 +69,64 @@ def test_db_keeps_its_data_in_the_named_volume_at_the_postgres_18_path(stack):
     assert pgdata == ["/var/lib/postgresql/18/docker", "18"]
 
 
+def test_an_import_is_run_by_the_worker_service_and_waits_while_it_is_stopped(stack):
+    """The `worker` service runs imports (the app's own task workers are off: the override in
+    tests/support/container_stack.py); with it stopped, an import stays queued."""
+    password = secrets.token_urlsafe(24)
+    stack.create_superuser(IMPORT_USER, password)
+    token = stack.api_token(IMPORT_USER, password)
+    browser = Browser(stack.base_url)
+    assert stack.inspect("worker")["Config"]["Image"] == f"{stack.project}-worker"
+
+    tag = f"import-{secrets.token_hex(3)}"
+    first = submit_import(browser, token, tag, IMPORT_NOTES)
+    assert wait_for_import(browser, token, first, {"done", "failed"})["status"] == "done"
+    assert notes_tagged(browser, token, tag) == IMPORT_NOTES
+
+    # Negative control: no worker, no progress. Then the worker again, and the import is done.
+    stack.compose("stop", "worker", timeout=120)
+    waiting_tag = f"waiting-{secrets.token_hex(3)}"
+    second = submit_import(browser, token, waiting_tag, 3)
+    time.sleep(QUEUED_CHECK_SECONDS)
+    job = browser.request("GET", second, token=token).json()
+    assert (job["status"], job["imported"]) == ("queued", 0), job
+    assert notes_tagged(browser, token, waiting_tag) == 0
+    stack.compose("start", "worker", timeout=120)
+    assert wait_for_import(browser, token, second, {"done", "failed"})["status"] == "done"
+    assert notes_tagged(browser, token, waiting_tag) == 3
+
+
+def submit_import(browser: Browser, token: str, tag: str, count: int) -> str:
+    """POST /api/v1/imports: the Location of the import, answered 202."""
+    notes = [{"title": f"{tag} {n}", "body": "imported", "tags": [tag]} for n in range(count)]
+    answer = browser.request("POST", "/api/v1/imports", json_body={"notes": notes}, token=token)
+    assert answer.status == 202, answer.body
+    assert answer.json()["status"] == "queued"
+    return answer.headers["Location"]
+
+
+def wait_for_import(browser: Browser, token: str, location: str, states: set[str]) -> dict:
+    deadline = time.monotonic() + IMPORT_TIMEOUT_SECONDS
+    job: dict = {}
+    while time.monotonic() < deadline:
+        job = browser.request("GET", location, token=token).json()
+        if job["status"] in states:
+            return job
+        time.sleep(0.25)
+    raise AssertionError(f"{location} still {job} after {IMPORT_TIMEOUT_SECONDS} s")
+
+
+def notes_tagged(browser: Browser, token: str, tag: str) -> int:
+    answer = browser.request("GET", f"/api/v1/notes?tag={tag}&limit=100", token=token)
+    assert answer.status == 200, answer.body
+    return len(answer.json()["items"])
+
+
 def test_data_survives_down_and_up_and_down_v_removes_it(stack, container_results):
     password = secrets.token_urlsafe(24)
     title = f"Written before down/up {secrets.token_hex(4)}"
 
-    # The README: `docker compose run --rm app python manage.py createsuperuser` (here with
-    # --noinput and the DJANGO_SUPERUSER_* variables that command reads).
-    stack.compose(
-        "run", "--rm", "-T",
-        "-e", f"DJANGO_SUPERUSER_USERNAME={ADMIN_USER}",
-        "-e", "DJANGO_SUPERUSER_PASSWORD",
-        "-e", "DJANGO_SUPERUSER_EMAIL=e2e-admin@example.com",
-        "app", "python", "manage.py", "createsuperuser", "--noinput",
-        env_extra={"DJANGO_SUPERUSER_PASSWORD": password},
-        timeout=300,
-    )  # fmt: skip
+    stack.create_superuser(ADMIN_USER, password)
 
     browser = Browser(stack.base_url)
     login = browser.admin_login(ADMIN_USER, password)

@@ -11,6 +11,8 @@ One idea, kept in one file (over 300 lines): the manifests, rendered once and ch
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -34,6 +36,9 @@ CUSTOM_KINDS = {
     ("postgresql.cnpg.io/v1", "Cluster"),
     ("postgresql.cnpg.io/v1", "ScheduledBackup"),
     ("barmancloud.cnpg.io/v1", "ObjectStore"),
+    # The Prometheus Operator's (components/monitoring).
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
 APP_UID = 10001  # the Dockerfile's user
@@ -70,18 +75,31 @@ def only(docs, kind: str) -> dict:
     return found[0]
 
 
+def named_object(docs, kind: str, name: str) -> dict:
+    found = [doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name!r}, found {len(found)}"
+    return found[0]
+
+
 def named(items: list[dict], name: str) -> dict:
     found = [item for item in items if item["name"] == name]
     assert len(found) == 1, f"expected one {name!r}, found {len(found)}"
     return found[0]
 
 
-def pod_spec(docs) -> dict:
-    return only(docs, "Deployment")["spec"]["template"]["spec"]
+def deployment(docs, name: str = "keepnotes") -> dict:
+    """The web Deployment, or another by name (keepnotes-worker: the task workers)."""
+    found = [doc for doc in docs if doc["kind"] == "Deployment" and doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one Deployment {name!r}, found {len(found)}"
+    return found[0]
 
 
-def all_containers(docs) -> list[dict]:
-    spec = pod_spec(docs)
+def pod_spec(docs, name: str = "keepnotes") -> dict:
+    return deployment(docs, name)["spec"]["template"]["spec"]
+
+
+def all_containers(docs, name: str = "keepnotes") -> list[dict]:
+    spec = pod_spec(docs, name)
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
@@ -118,13 +136,13 @@ def test_every_rendered_object_validates_against_the_kubernetes_schemas(target):
 
 
 def test_the_validator_does_reject_a_broken_manifest():
-    deployment = copy.deepcopy(only(render("overlays/prod"), "Deployment"))
-    assert validation_errors(deployment) == []
-    deployment["spec"]["replicas"] = "three"
-    assert validation_errors(deployment)
-    deployment = copy.deepcopy(only(render("overlays/prod"), "Deployment"))
-    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}  # a typo
-    assert validation_errors(deployment), "strict validation rejects unknown fields"
+    web = copy.deepcopy(deployment(render("overlays/prod")))
+    assert validation_errors(web) == []
+    web["spec"]["replicas"] = "three"
+    assert validation_errors(web)
+    web = copy.deepcopy(deployment(render("overlays/prod")))
+    web["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}  # a typo
+    assert validation_errors(web), "strict validation rejects unknown fields"
 
 
 def test_only_the_operator_kinds_lack_a_schema():
@@ -141,17 +159,17 @@ def test_only_the_operator_kinds_lack_a_schema():
 @pytest.mark.parametrize("target", TARGETS)
 def test_at_least_two_replicas_and_the_autoscaler_never_goes_below(target):
     docs = render(target)
-    deployment, hpa = only(docs, "Deployment"), only(docs, "HorizontalPodAutoscaler")
+    web, hpa = deployment(docs), only(docs, "HorizontalPodAutoscaler")
     target_ref = hpa["spec"]["scaleTargetRef"]
     assert (target_ref["kind"], target_ref["name"]) == (
         "Deployment",
-        deployment["metadata"]["name"],
+        web["metadata"]["name"],
     )
-    assert deployment["spec"]["replicas"] >= 2
+    assert web["spec"]["replicas"] >= 2
     # Equal: an apply never scales the Deployment below the autoscaler's floor.
-    assert hpa["spec"]["minReplicas"] == deployment["spec"]["replicas"]
+    assert hpa["spec"]["minReplicas"] == web["spec"]["replicas"]
     assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert web["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -359,7 +377,7 @@ def test_dev_has_no_object_store_backups_by_design():
 @pytest.mark.parametrize("target", TARGETS)
 def test_service_ingress_and_disruption_budget_reach_the_pods(target):
     docs = render(target)
-    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = deployment(docs)["spec"]["template"]["metadata"]["labels"]
     service = only(docs, "Service")
     assert service["spec"]["selector"].items() <= pod_labels.items()
     (port,) = service["spec"]["ports"]
@@ -379,8 +397,8 @@ def test_service_ingress_and_disruption_budget_reach_the_pods(target):
 def test_only_the_ingress_controller_reaches_the_pods_and_they_reach_only_the_database(target):
     """Nothing else can connect past the ingress and pose as a proxy (X-Forwarded-For)."""
     docs = render(target)
-    policy = only(docs, "NetworkPolicy")["spec"]
-    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    policy = named_object(docs, "NetworkPolicy", "keepnotes")["spec"]
+    pod_labels = deployment(docs)["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     (rule,) = policy["ingress"]
@@ -424,3 +442,191 @@ def test_overlays_put_everything_in_their_own_namespace_with_a_pinned_image(targ
             assert doc["metadata"]["namespace"] == namespace, doc["kind"]
     for container in all_containers(docs):
         assert not container["image"].endswith(":latest"), container["image"]
+
+
+# --- the task workers (worker.yaml) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_task_workers_run_from_the_app_image_after_the_same_start_sequence(target):
+    docs = render(target)
+    web, worker = pod_spec(docs), pod_spec(docs, "keepnotes-worker")
+    (init,) = worker["initContainers"]
+    container = named(worker["containers"], "worker")
+    assert init["command"] == ["python", "manage.py", "prepare"]
+    assert container["command"] == ["python", "manage.py", "task_worker"]
+    app = named(web["containers"], "app")
+    for key in ("image", "envFrom"):
+        assert container[key] == init[key] == app[key], key
+    assert {item["name"] for item in app["env"]} < {item["name"] for item in container["env"]}
+    assert worker["serviceAccountName"] == web["serviceAccountName"]
+    # The web pods run no worker of their own: tasks scale with this Deployment.
+    assert app_config(docs)["TASK_WORKERS"] == "0"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_task_workers_have_their_own_probes_resources_and_lockdown(target):
+    docs = render(target)
+    spec = pod_spec(docs, "keepnotes-worker")
+    container = named(spec["containers"], "worker")
+    heartbeat = named(container["env"], "TASK_WORKER_HEARTBEAT_FILE")["value"]
+    for kind in ("startup", "liveness"):
+        probe = container[f"{kind}Probe"]["exec"]["command"]
+        assert heartbeat in probe[-1], kind
+    assert "ports" not in container and "readinessProbe" not in container  # serves nothing
+    # SIGTERM drains the running task (TASK_DRAIN_SECONDS, 30 s) before the kill.
+    assert spec["terminationGracePeriodSeconds"] > 30
+    for each in all_containers(docs, "keepnotes-worker"):
+        assert {"cpu", "memory"} <= set(each["resources"]["requests"]), each["name"]
+        assert {"cpu", "memory"} <= set(each["resources"]["limits"]), each["name"]
+        context = each["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        writable = [
+            mount["mountPath"] for mount in each["volumeMounts"] if not mount.get("readOnly")
+        ]
+        assert writable == ["/tmp"], each["name"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_task_workers_take_no_connections_and_reach_only_the_database(target):
+    docs = render(target)
+    labels = deployment(docs, "keepnotes-worker")["spec"]["template"]["metadata"]["labels"]
+    policy = named_object(docs, "NetworkPolicy", "keepnotes-worker")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in policy  # no rule: nothing may connect
+    database, _dns = policy["egress"]
+    cluster = only(docs, "Cluster")["metadata"]["name"]
+    assert database["to"] == [{"podSelector": {"matchLabels": {"cnpg.io/cluster": cluster}}}]
+    # The web pods' Service and disruption budget do not pick the workers up.
+    assert not only(docs, "Service")["spec"]["selector"].items() <= labels.items()
+
+
+def test_production_runs_two_workers():
+    assert deployment(render("overlays/prod"), "keepnotes-worker")["spec"]["replicas"] == 2
+
+
+# --- monitoring (components/monitoring, opt-in) ---------------------------------------------------
+
+MONITORING = KUSTOMIZE / "components" / "monitoring"
+ALERTS = REPO / "deploy" / "monitoring" / "alerts.yaml"
+# The alerts that read CloudNativePG's and the kubelet's metrics in a cluster, not the app's.
+CLUSTER_SIDE_ALERTS = {
+    "KeepnotesNoRecentBackup",
+    "KeepnotesNoBackupAtAll",
+    "KeepnotesArchiveBehind",
+    "KeepnotesArchiveFailing",
+    "KeepnotesDiskLow",
+}
+
+
+@cache
+def render_with_monitoring() -> tuple[dict, ...]:
+    """overlays/prod with the monitoring component, as an overlay of one's own would add it."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="keepnotes-monitoring-overlay-"))
+    relative = Path(os.path.relpath(KUSTOMIZE, folder))  # kustomize refuses absolute paths
+    (folder / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [str(relative / "overlays" / "prod")],
+                "components": [str(relative / "components" / "monitoring")],
+            }
+        )
+    )
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def test_the_monitoring_component_validates_except_the_operators_kinds():
+    docs = render_with_monitoring()
+    errors = [
+        error
+        for doc in docs
+        if (doc["apiVersion"], doc["kind"]) not in CUSTOM_KINDS
+        for error in validation_errors(doc)
+    ]
+    assert errors == []
+    kinds = {doc["kind"] for doc in docs}
+    assert {"PodMonitor", "PrometheusRule"} <= kinds
+    for target in TARGETS:  # opt-in: nothing needs the operator's CRDs by default
+        assert not {"PodMonitor", "PrometheusRule"} & {doc["kind"] for doc in render(target)}
+
+
+def test_the_pod_monitor_scrapes_the_metrics_port_which_the_service_does_not_expose():
+    docs = render_with_monitoring()
+    monitor = only(docs, "PodMonitor")["spec"]
+    pod = deployment(docs)["spec"]["template"]
+    assert monitor["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["podMetricsEndpoints"]
+    ports = {port["name"]: port["containerPort"] for port in pod["spec"]["containers"][0]["ports"]}
+    assert ports[endpoint["port"]] == 9464, "METRICS_PORT's default"
+    (config,) = [
+        doc
+        for doc in docs
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("keepnotes-config")
+    ]
+    assert "METRICS_PORT" not in config["data"]
+    service_ports = [port.get("targetPort") for port in only(docs, "Service")["spec"]["ports"]]
+    assert not {9464, "metrics"} & set(service_ports)
+    # Prometheus's namespace may reach that port, past the base policy.
+    policy = named_object(docs, "NetworkPolicy", "keepnotes-metrics")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert policy["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert only(docs, "Cluster")["spec"]["monitoring"]["enablePodMonitor"] is True
+
+
+def test_the_prometheus_rule_is_the_repos_alert_rules_and_promtool_accepts_it(tmp_path):
+    promtool = shutil.which("promtool")
+    rule = only(render_with_monitoring(), "PrometheusRule")["spec"]
+    repo_rules = {
+        each["alert"]: each
+        for group in yaml.safe_load(ALERTS.read_text())["groups"]
+        for each in group["rules"]
+    }
+    cluster_rules = {each["alert"]: each for group in rule["groups"] for each in group["rules"]}
+    assert cluster_rules.keys() == repo_rules.keys()
+    for name, each in cluster_rules.items():
+        same = repo_rules[name]
+        assert (each["for"], each["labels"]) == (same["for"], same["labels"]), name
+        if name in CLUSTER_SIDE_ALERTS:
+            assert "keepnotes_" not in each["expr"], f"{name} reads the cluster's metrics"
+        else:
+            assert each["expr"] == same["expr"], name
+    if promtool is None:
+        pytest.skip("Debian's prometheus (promtool) is not installed")
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump({"groups": rule["groups"]}))
+    checked = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_grafana_dashboard_shows_requests_latency_errors_database_and_the_data_promise():
+    docs = render_with_monitoring()
+    config = named_object(docs, "ConfigMap", "keepnotes-dashboard")
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config["data"]["keepnotes.json"])
+    queries = " ".join(
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    )
+    for needed in (
+        "keepnotes_http_requests_total",
+        "keepnotes_http_request_duration_seconds_bucket",
+        'status=~"5.."',
+        "keepnotes_db_queries_total",
+        "keepnotes_postgres_connections",
+        "keepnotes_backup_last_success_timestamp_seconds",
+        "keepnotes_replica_lag_seconds",
+        "keepnotes_disk_free_bytes",
+    ):
+        assert needed in queries, needed

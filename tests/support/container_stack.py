@@ -15,6 +15,8 @@ import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from sandbox.engine import Engine
 from sandbox.images import BaseImages
 from sandbox.process import PROXY_BUILD_ARGS, REPO, RESULTS_DIR, CommandFailed, SandboxError
@@ -72,9 +74,14 @@ class Stack:
         lines += [f"{key}={value}" for key, value in values.items()]
         return "\n".join(lines) + "\n"
 
-    def _build_override(self) -> Path | None:
+    def _build_override(self) -> Path:
         build: dict = {}
-        override: dict = {"services": {"app": {"build": build}}}
+        # Every service built like the app (the worker, the backup) gets the same build
+        # settings, so each runs the image under test (the same layers, from the build cache).
+        override: dict = {"services": {name: {"build": build} for name in self.app_services()}}
+        # The app's own task workers off (serve's TASK_WORKERS): the imports the test submits
+        # can then only be run by the `worker` service, which is what it checks.
+        override["services"]["app"]["environment"] = {"TASK_WORKERS": "0"}
         if self.settings.ca_bundle:
             build["secrets"] = ["ca-bundle"]
             override["secrets"] = {"ca-bundle": {"file": str(self.settings.ca_bundle)}}
@@ -85,18 +92,23 @@ class Stack:
         proxies = {key: os.environ[key] for key in PROXY_BUILD_ARGS if os.environ.get(key)}
         if proxies:
             build["args"] = proxies  # Docker's predefined proxy args: kept out of the image
-        if not build:
-            return None
         path = self.work / "build-override.compose.json"
         path.write_text(json.dumps(override, indent=2))
         return path
 
+    def app_services(self) -> list[str]:
+        """The services of the compose file built from the app's Dockerfile, as the app is."""
+        services = yaml.safe_load(self.compose_file.read_text())["services"]
+        app_build = services["app"].get("build")
+        others = [
+            name for name, each in services.items() if app_build and each.get("build") == app_build
+        ]
+        return ["app", *(name for name in others if name != "app")]
+
     # --- compose ---------------------------------------------------------------------------
 
     def compose(self, *args, env_extra: dict[str, str] | None = None, **kwargs):
-        files = ["-f", self.compose_file]
-        if self.override:
-            files += ["-f", self.override]
+        files = ["-f", self.compose_file, "-f", self.override]
         env = dict(self.engine.env, **(env_extra or {}))
         kwargs.setdefault("log_file", self.compose_log)
         return self.engine.docker(
@@ -177,6 +189,27 @@ class Stack:
 
     def exec(self, service: str, *command: str) -> str:
         return self.compose("exec", "-T", service, *command, log_file=None).stdout
+
+    def create_superuser(self, username: str, password: str) -> None:
+        """The README's `docker compose run --rm app python manage.py createsuperuser` (here
+        with --noinput and the DJANGO_SUPERUSER_* variables that command reads)."""
+        self.compose(
+            "run", "--rm", "-T",
+            "-e", f"DJANGO_SUPERUSER_USERNAME={username}",
+            "-e", "DJANGO_SUPERUSER_PASSWORD",
+            "-e", f"DJANGO_SUPERUSER_EMAIL={username}@example.com",
+            "app", "python", "manage.py", "createsuperuser", "--noinput",
+            env_extra={"DJANGO_SUPERUSER_PASSWORD": password},
+            timeout=300,
+        )  # fmt: skip
+
+    def api_token(self, username: str, password: str) -> str:
+        answer = Browser(self.base_url).request(
+            "POST", "/api/v1/auth/token", json_body={"username": username, "password": password}
+        )
+        if answer.status != 201:
+            raise StackError(f"no API token for {username}: {answer.status} {answer.body[:300]}")
+        return answer.json()["token"]
 
     def config(self) -> dict:
         return json.loads(self.compose("config", "--format", "json", log_file=None).stdout)

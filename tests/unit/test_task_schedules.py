@@ -1,0 +1,67 @@
+"""Periodic schedules and the re-queueing of dead workers' tasks, on the database, no worker."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connections
+from django.tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from idempotency.tasks import purge_expired_idempotency_keys
+from tasks import liveness, periodic
+from tasks.models import PeriodicRun
+
+pytestmark = pytest.mark.django_db
+
+NAME = purge_expired_idempotency_keys.module_path
+NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def runs() -> list[datetime]:
+    return list(PeriodicRun.objects.filter(name=NAME).values_list("period_start", flat=True))
+
+
+def test_each_period_is_enqueued_once_whoever_asks(monkeypatch):
+    monkeypatch.setattr(periodic, "_settled", {})
+    hourly = periodic.Schedule(task=purge_expired_idempotency_keys, seconds=3600)
+    monkeypatch.setattr(periodic, "_schedules", {NAME: hourly})
+
+    assert periodic.enqueue_due(NOON + timedelta(minutes=1)) == [NAME]
+    assert periodic.enqueue_due(NOON + timedelta(minutes=59)) == []
+    monkeypatch.setattr(periodic, "_settled", {})  # another worker, which has seen nothing
+    assert periodic.enqueue_due(NOON + timedelta(minutes=30)) == []
+    assert periodic.enqueue_due(NOON + timedelta(hours=1)) == [NAME]
+
+    assert runs() == [NOON, NOON + timedelta(hours=1)]
+    enqueued = set(DBTaskResult.objects.filter(task_path=NAME).values_list("id", flat=True))
+    assert enqueued == set(PeriodicRun.objects.values_list("task_id", flat=True))
+    assert len(enqueued) == 2
+
+
+def running_task(worker_id: str) -> DBTaskResult:
+    result = purge_expired_idempotency_keys.enqueue()
+    DBTaskResult.objects.filter(id=result.id).update(
+        status=TaskResultStatus.RUNNING, worker_ids=[worker_id]
+    )
+    return DBTaskResult.objects.get(id=result.id)
+
+
+def test_a_running_task_of_a_dead_worker_is_queued_again_a_live_ones_is_not():
+    dead, alive = running_task("worker-dead"), running_task("worker-alive")
+    other = connections.create_connection("default")  # the live worker's own session
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_lock(%s, hashtext(%s))",
+                [liveness.LIVENESS_LOCK_CLASS, "worker-alive"],
+            )
+        assert liveness.requeue_orphans(except_worker="this-worker") == 1
+    finally:
+        other.close()
+
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert (dead.status, dead.started_at) == (TaskResultStatus.READY, None)
+    assert alive.status == TaskResultStatus.RUNNING
+    # Its lock gone (the connection closed), the other worker counts as dead too.
+    assert liveness.requeue_orphans(except_worker="this-worker") == 1
