@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from core.prepared_query import PreparedQuery
 from core.replicas import routing
+from observability import events
 
 from .models import ApiToken, hash_token, new_raw_token
 
@@ -21,6 +22,7 @@ def token_create(*, user: AbstractBaseUser) -> tuple[str, ApiToken]:
         key_hash=hash_token(raw),
         expires=timezone.now() + timedelta(seconds=settings.API_TOKEN_LIFETIME_SECONDS),
     )
+    events.tokens_issued()
     return raw, token
 
 
@@ -78,6 +80,7 @@ def token_user(*, raw: str) -> tuple[AbstractBaseUser, ApiToken] | None:
 
 def token_revoke(*, token: ApiToken) -> None:
     token.delete()
+    events.tokens_revoked()
 
 
 def superuser_ensure(*, username: str, password: str, email: str, reset_password: bool) -> str:

@@ -3,6 +3,8 @@ from django.contrib.auth.hashers import is_password_usable
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
+from observability import events
+
 from .models import ApiToken
 
 # A save that changes neither of these cannot end a user's tokens: it costs no extra query.
@@ -56,4 +58,4 @@ def revoke_tokens(sender, instance, created: bool, **kwargs) -> None:
     if getattr(instance, "_ends_api_tokens", False):
         instance._ends_api_tokens = False
         if not created:
-            ApiToken.objects.filter(user=instance).delete()
+            events.tokens_revoked(ApiToken.objects.filter(user=instance).delete()[0])

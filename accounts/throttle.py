@@ -26,12 +26,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connections, router, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
-from .models import LoginFailure, hash_username
+from core.client_address import client_address  # noqa: F401 (accounts.throttle.client_address)
+from observability import events
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from .models import LoginFailure, hash_username
 
 # An IPv6 client usually holds a whole /64 (one per home, phone or server): counted per address
 # inside it, it could send each guess from a new one.
@@ -46,51 +46,6 @@ class LoginThrottled(Exception):
 
     def __str__(self) -> str:
         return f"Too many failed logins; try again in {self.retry_after} seconds."
-
-
-def client_address(request: HttpRequest | None) -> str | None:
-    """The client's IP: the TCP peer, or, when the peer is a trusted proxy, X-Forwarded-For's.
-
-    Each proxy appends the address it received the request from, and the client may have sent
-    anything to their left. So the header is read only from a peer in TRUSTED_PROXIES, from
-    the right, skipping trusted proxies: the first other address is the client. A header that
-    does not parse is not believed at all (the peer is the address); a peer that does not
-    parse (no request, a Unix socket) gives None, which is counted as one more address.
-    """
-    if request is None:
-        return None
-    peer = _parse_ip(request.META.get("REMOTE_ADDR", ""))
-    if peer is None or not _trusted(peer):
-        return None if peer is None else str(peer)
-    client = peer
-    for entry in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
-        hop = _parse_ip(entry)
-        if hop is None:
-            return str(peer)
-        client = hop
-        if not _trusted(hop):
-            break
-    return str(client)
-
-
-def _parse_ip(text: str) -> IPAddress | None:
-    """An address as proxies write it: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`, `::1`."""
-    text = text.strip()
-    if text.startswith("["):
-        text = text[1:].partition("]")[0]
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(text.partition("%")[0])  # a zone means nothing here
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
-    return address
-
-
-def _trusted(address: IPAddress) -> bool:
-    return any(address in network for network in settings.TRUSTED_PROXIES)
 
 
 def counted_address(address: str | None) -> str | None:
@@ -128,6 +83,7 @@ def login_attempt_begin(*, username: str, address: str | None) -> None:
             _wait(from_address, settings.LOGIN_FAILURES_PER_ADDRESS, window_start),
         )
         if wait:
+            events.login_throttled()
             raise LoginThrottled(retry_after=wait)
         slow = _reached(
             failures.filter(at__gt=window_start, username_hash=account),

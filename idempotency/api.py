@@ -13,18 +13,29 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Header, Schema, Status
 from ninja.errors import HttpError
 
+from observability import events
+
 from . import services
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="1 to 255 printable ASCII characters, unique per request (a UUID): a retry "
-        "with the same key and body gets the first answer, with `Idempotent-Replayed: true`, "
-        "instead of a second write. Keys are kept 24 hours.",
-        example="5f0c8a4e-2b1d-4c6e-9a53-0d1e2f3a4b5c",
-    ),
-]
+# What the schema promises, so that every key it calls valid is accepted: printable ASCII as
+# services.KEY_PATTERN accepts, without a space at either end, which HTTP servers strip from a
+# header's value before the app sees it. `once` refuses anything else with a 400 naming the header.
+KEY_SCHEMA_PATTERN = rf"^[\x21-\x7e](?:[\x20-\x7e]{{0,{services.KEY_MAX_LENGTH - 2}}}[\x21-\x7e])?$"
+
+_header = Header(
+    alias="Idempotency-Key",
+    description="1 to 255 printable ASCII characters, no space at either end, unique per request "
+    "(a UUID): a retry with the same key and body gets the first answer, with "
+    "`Idempotent-Replayed: true`, instead of a second write. Keys are kept 24 hours.",
+    example="5f0c8a4e-2b1d-4c6e-9a53-0d1e2f3a4b5c",
+)
+# Declared for the schema only: as a validation rule it would be a 422 quoting the pattern.
+_header.json_schema_extra |= {
+    "pattern": KEY_SCHEMA_PATTERN,
+    "minLength": 1,
+    "maxLength": services.KEY_MAX_LENGTH,
+}
+IdempotencyKey = Annotated[str | None, _header]
 
 
 def once(
@@ -53,9 +64,11 @@ def once(
             action=lambda: (status, write().model_dump(mode="json")),
         )
     except services.KeyReused:
+        events.idempotency_conflict()
         raise HttpError(
             422, "Idempotency-Key was already used with a different request; use a new key."
         ) from None
     if outcome.replayed:
+        events.idempotent_replay()
         response["Idempotent-Replayed"] = "true"
     return Status(outcome.status, outcome.body)

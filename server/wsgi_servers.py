@@ -7,11 +7,13 @@ the same code, so both are measured on the same server.
 import importlib.util
 import os
 
+import gunicorn.http.wsgi
 from django.conf import settings
 from django.utils.module_loading import import_string
 from gunicorn.app.base import BaseApplication
 
 from core import env
+from server import metrics_port
 
 
 class ServerConfigError(ValueError):
@@ -44,6 +46,18 @@ class ProductionServer(BaseApplication):
         return self.app
 
 
+class _ResponseWithoutServer(gunicorn.http.wsgi.Response):
+    """gunicorn's HTTP/1 response without its `Server: gunicorn` line.
+
+    gunicorn has no setting for that header, and the application cannot take it off: gunicorn
+    writes it itself. Setting `gunicorn.SERVER` does not help either: gunicorn.http.wsgi copied
+    the name when it was imported, and an empty value still sends the header.
+    """
+
+    def default_headers(self):
+        return [line for line in super().default_headers() if not line.startswith("Server:")]
+
+
 def run_server(target: str, options: dict) -> None:
     """Serve the WSGI application at `target` ("module:name") as `options` say.
 
@@ -55,6 +69,7 @@ def run_server(target: str, options: dict) -> None:
     if options["server"] != "gunicorn":
         raise ServerConfigError(f"WEB_SERVER is {options['server']!r}: use gunicorn or granian.")
     gunicorn_options = {key: value for key, value in options.items() if key != "server"}
+    gunicorn.http.wsgi.Response = _ResponseWithoutServer  # what gunicorn.http.wsgi.create makes
     ProductionServer(gunicorn_options, import_string(target.replace(":", "."))).run()
 
 
@@ -79,20 +94,38 @@ def _run_granian(target: str, options: dict) -> None:
     ).serve()
 
 
+def worker_class() -> str:
+    """gthread, reading each request in full before a thread serves it, unless told not to."""
+    if settings.REQUEST_READ_TIMEOUT < 1:
+        raise ServerConfigError(
+            f"REQUEST_READ_TIMEOUT is {settings.REQUEST_READ_TIMEOUT}: use 1 or more seconds."
+        )
+    if env.get_bool("WEB_BUFFER_REQUESTS", True):
+        return "server.buffering_worker.BufferingThreadWorker"
+    return "gthread"  # slow clients can then hold every thread: only behind a buffering proxy
+
+
 def server_options() -> dict:
     return {
         "server": env.get_str("WEB_SERVER", default_server()),
         "bind": f"{settings.LISTEN_HOST}:{settings.PORT}",
         "workers": env.get_int("WEB_CONCURRENCY", default_workers()),
-        "worker_class": "gthread",
+        "worker_class": worker_class(),
         "threads": env.get_int("WEB_THREADS", 8),
         "timeout": 30,
         "graceful_timeout": 20,
         "keepalive": 5,
+        # No request-line limit of gunicorn's own (its refusal is an HTML 414): Django refuses a
+        # URL over MAX_URL_BYTES with a JSON 414 (core.middleware.UrlLengthLimitMiddleware). The
+        # headers, request line included, stay bounded by limit_request_field_size and _fields.
+        "limit_request_line": 0,
         "accesslog": "-" if env.get_bool("ACCESS_LOG", True) else None,
         "errorlog": "-",
         "preload_app": True,
         "proc_name": "keepnotes",
         # gunicorn's runtime control socket is not used, and needs a writable home folder.
         "control_socket_disable": True,
+        # The request id on the access line, JSON like the app's logs (observability/).
+        "logger_class": "observability.access_log.GunicornLogger",
+        "child_exit": metrics_port.worker_exited,  # the metrics port forgets a dead worker
     }

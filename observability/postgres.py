@@ -1,0 +1,132 @@
+"""PostgreSQL's own health, read at each scrape: the few statistics views that matter here.
+
+A few queries rather than postgres_exporter: the embedded runtime has no place to run a second
+program, the queries need no extra role or password (the app's own connection), and an
+operator who runs postgres_exporter already (CloudNativePG ships one) loses nothing.
+"""
+
+from django.db import DatabaseError, connection
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+DATABASE = """
+    SELECT xact_commit, xact_rollback, deadlocks, conflicts, temp_bytes, blks_hit, blks_read,
+           pg_database_size(current_database())
+    FROM pg_stat_database WHERE datname = current_database()
+"""
+CONNECTIONS = """
+    SELECT COALESCE(state, 'unknown'), count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_type = 'client backend' GROUP BY 1
+"""
+ARCHIVER = """
+    SELECT current_setting('archive_mode'), archived_count, failed_count,
+           EXTRACT(EPOCH FROM now() - last_archived_time)::float8,
+           EXTRACT(EPOCH FROM last_failed_time)::float8,
+           EXTRACT(EPOCH FROM last_archived_time)::float8
+    FROM pg_stat_archiver
+"""
+# Standbys streaming from this server; the columns are NULL without the pg_monitor role.
+REPLICATION = """
+    SELECT COALESCE(application_name, ''), COALESCE(client_addr::text, 'local'),
+           COALESCE(EXTRACT(EPOCH FROM replay_lag)::float8, 0),
+           COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::float8
+    FROM pg_stat_replication
+"""
+
+
+class PostgresCollector:
+    """keepnotes_postgres_*: asked of the default database at each scrape."""
+
+    def collect(self):
+        up = GaugeMetricFamily(
+            "keepnotes_postgres_up", "1 when the metrics port reached PostgreSQL."
+        )
+        try:
+            with connection.cursor() as cursor:
+                families = list(_families(cursor))
+        except DatabaseError:
+            up.add_metric([], 0)
+            yield up
+            return
+        finally:
+            # The metrics port runs in the serve process, which forks workers: keep no connection
+            # open there for a child to inherit.
+            connection.close()
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+
+def _families(cursor):
+    cursor.execute(DATABASE)
+    commits, rollbacks, deadlocks, conflicts, temp_bytes, hit, read, size = cursor.fetchone()
+    for name, value, text in (
+        ("xact_commit", commits, "Transactions committed."),
+        ("xact_rollback", rollbacks, "Transactions rolled back."),
+        ("deadlocks", deadlocks, "Deadlocks detected."),
+        ("conflicts", conflicts, "Queries cancelled on a standby by recovery conflicts."),
+        ("temp_bytes", temp_bytes, "Bytes written to temporary files (work_mem too small)."),
+        ("blks_hit", hit, "Blocks found in shared buffers."),
+        ("blks_read", read, "Blocks read from disk."),
+    ):
+        yield CounterMetricFamily(f"keepnotes_postgres_{name}", text, value=value)
+    yield GaugeMetricFamily("keepnotes_postgres_database_bytes", "Size of the database.", size)
+
+    cursor.execute(CONNECTIONS)
+    connections = GaugeMetricFamily(
+        "keepnotes_postgres_connections",
+        "Client connections to this database by state (active: running a query now).",
+        labels=["state"],
+    )
+    for state, count in cursor.fetchall():
+        connections.add_metric([state], count)
+    yield connections
+    cursor.execute("SELECT current_setting('max_connections')::int")
+    yield GaugeMetricFamily(
+        "keepnotes_postgres_max_connections", "PostgreSQL's max_connections.", cursor.fetchone()[0]
+    )
+
+    cursor.execute(ARCHIVER)
+    mode, archived, failed, age, last_failed, last_archived = cursor.fetchone()
+    yield GaugeMetricFamily(
+        "keepnotes_postgres_archiving",
+        "1 when archive_mode is on: WAL is copied somewhere as it is written.",
+        1 if mode in ("on", "always") else 0,
+    )
+    yield CounterMetricFamily("keepnotes_postgres_archived_wal", "WAL files archived.", archived)
+    yield CounterMetricFamily(
+        "keepnotes_postgres_archive_failures", "Attempts to archive a WAL file that failed.", failed
+    )
+    if last_archived is not None:
+        yield GaugeMetricFamily(
+            "keepnotes_postgres_last_archived_timestamp_seconds",
+            "When the last WAL file was archived (Unix time).",
+            last_archived,
+        )
+        yield GaugeMetricFamily(
+            "keepnotes_postgres_last_archive_age_seconds",
+            "Seconds since the last WAL file was archived.",
+            age,
+        )
+    if last_failed is not None:
+        yield GaugeMetricFamily(
+            "keepnotes_postgres_last_archive_failure_timestamp_seconds",
+            "When archiving last failed (Unix time).",
+            last_failed,
+        )
+
+    cursor.execute(REPLICATION)
+    lag = GaugeMetricFamily(
+        "keepnotes_postgres_replication_lag_seconds",
+        "Replay lag of each standby streaming from this server, as the primary sees it.",
+        labels=["application_name", "client_addr"],
+    )
+    behind = GaugeMetricFamily(
+        "keepnotes_postgres_replication_lag_bytes",
+        "WAL written here and not yet replayed by each standby.",
+        labels=["application_name", "client_addr"],
+    )
+    for application, client, seconds, nbytes in cursor.fetchall():
+        lag.add_metric([application, client], seconds)
+        behind.add_metric([application, client], nbytes)
+    yield lag
+    yield behind

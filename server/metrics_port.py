@@ -1,0 +1,263 @@
+"""`/metrics` on its own port (METRICS_PORT, on LISTEN_HOST), served by the `serve` process.
+
+Every worker process writes its counts to files in a private folder (prometheus-client's
+multiprocess mode, PROMETHEUS_MULTIPROC_DIR); a thread in the serve process (gunicorn's master,
+or granian's main process) adds them up at each scrape and asks the database and the disks for
+the rest. The application's own port has no /metrics: metrics are never public by accident.
+"""
+
+import atexit
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DatabaseError, connections
+
+from backups.catalogue import default_folder, latest_backup, list_backups
+
+log = logging.getLogger(__name__)
+
+
+def prepare_multiprocess_folder() -> Path:
+    """A fresh private folder for the workers' metric files, named in PROMETHEUS_MULTIPROC_DIR.
+
+    Called before anything imports observability.metrics: prometheus-client decides at import
+    whether values go to files. Files of an earlier run would add old counts to the new ones.
+    """
+    if "observability.metrics" in sys.modules:
+        raise RuntimeError("observability.metrics was imported before the multiprocess folder")
+    folder = Path(tempfile.mkdtemp(prefix="keepnotes-metrics-"))
+    atexit.register(_remove_in_owner, folder, os.getpid())
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()  # in case prometheus_client is already loaded
+    return folder
+
+
+def _remove_in_owner(folder: Path, owner: int) -> None:
+    if os.getpid() == owner:  # not in a forked worker, which inherits this exit handler
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def worker_exited(server, worker) -> None:
+    """gunicorn's child_exit: forget a dead worker's live gauges (its counters still count)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+# -- The data promise: how much could be lost right now ----------------------------------------
+# Each source yields metric families at scrape time. Another safeguard (WAL archiving, an
+# object-store backup) adds its own function to DATA_PROMISE_SOURCES.
+
+
+def base_backup_age():
+    """When the newest backup was taken: a dump in BACKUP_DIR, or the archive's base backup."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    newest = latest_backup(default_folder())
+    family = GaugeMetricFamily(
+        "keepnotes_backup_last_success_timestamp_seconds",
+        "When the newest complete backup was taken (Unix time), by kind: a `backup` dump, or "
+        "a base backup of the WAL archive; absent while there is none.",
+        labels=["kind"],
+    )
+    if newest is not None:
+        family.add_metric(["dump"], newest.taken.timestamp())
+    entry = _archive_entry()
+    if entry is not None and entry.get("last_base_backup"):
+        ended = datetime.fromisoformat(entry["last_base_backup"])
+        family.add_metric(["base"], ended.timestamp())
+    yield family
+    count = GaugeMetricFamily(
+        "keepnotes_backups", "Complete backups kept in the backups folder.", labels=["kind"]
+    )
+    count.add_metric(["dump"], len(list_backups(default_folder())))
+    yield count
+
+
+def free_space():
+    """Free and total bytes where the data and the backups are."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    free = GaugeMetricFamily(
+        "keepnotes_disk_free_bytes", "Free bytes on the file system.", labels=["volume"]
+    )
+    size = GaugeMetricFamily(
+        "keepnotes_disk_size_bytes", "Size of the file system.", labels=["volume"]
+    )
+    places = {"backups": default_folder()}
+    if settings.EMBEDDED_DATABASE:
+        places["data"] = settings.DATA_DIR
+    for volume, place in places.items():
+        existing = _nearest_existing(place)
+        if existing is None:
+            continue
+        usage = shutil.disk_usage(existing)
+        free.add_metric([volume], usage.free)
+        size.add_metric([volume], usage.total)
+    yield free
+    yield size
+
+
+def replica_lag():
+    """Each read replica's lag as the router sees it; -1 when it cannot be reached."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    from core.replicas import replicas_report
+
+    lag = GaugeMetricFamily(
+        "keepnotes_replica_lag_seconds",
+        "How far each read replica is behind the primary (-1: unreachable).",
+        labels=["replica"],
+    )
+    for alias, report in replicas_report().items():
+        lag.add_metric([alias], report.get("lag_seconds", -1))
+    yield lag
+    yield GaugeMetricFamily(
+        "keepnotes_replica_max_lag_seconds",
+        "REPLICA_MAX_LAG_SECONDS: a replica further behind gets no reads.",
+        settings.REPLICA_MAX_LAG_SECONDS,
+    )
+
+
+def readiness():
+    """What /readyz answers, as 1 or 0."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    from core.health import readiness as ready_now
+
+    try:
+        ready, _ = ready_now()
+    except DatabaseError:
+        ready = False
+    yield GaugeMetricFamily("keepnotes_ready", "1 when /readyz answers 200.", 1 if ready else 0)
+
+
+def _archive_entry() -> dict | None:
+    """/readyz's archive entry (backups.archive_status); None when no archive runs here."""
+    from backups.archive_status import readiness_entry
+
+    entry = readiness_entry()
+    return None if entry is None or entry.get("state") in ("off", "unknown") else entry
+
+
+def continuous_archive():
+    """The WAL archive streamed by serve (backups.archive_status), when there is one."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    entry = _archive_entry()
+    if entry is None:
+        return
+    yield GaugeMetricFamily(
+        "keepnotes_archive_streaming",
+        "1 while WAL is streamed to the archive as written.",
+        1 if entry["state"] == "streaming" else 0,
+    )
+    if entry.get("rpo_seconds") is not None:
+        yield GaugeMetricFamily(
+            "keepnotes_archive_rpo_seconds",
+            "What losing the disk now would cost: seconds of writes not yet in the archive.",
+            entry["rpo_seconds"],
+        )
+    if entry.get("lag_bytes") is not None:
+        yield GaugeMetricFamily(
+            "keepnotes_archive_lag_bytes",
+            "WAL written and not yet in the archive.",
+            entry["lag_bytes"],
+        )
+    yield GaugeMetricFamily(
+        "keepnotes_archive_error",
+        "1 when the archive's last attempt left an error.",
+        1 if entry.get("error") else 0,
+    )
+
+
+def task_queue():
+    """The background tasks' queue (tasks/), as `status` shows it: a stuck queue is work lost
+    to the user even when no data is."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    from tasks.selectors import queue_summary
+
+    summary = queue_summary()
+    tasks = GaugeMetricFamily(
+        "keepnotes_tasks", "Background tasks by state, in the queue table.", labels=["state"]
+    )
+    for state in ("queued", "running", "failed"):
+        tasks.add_metric([state], getattr(summary, state))
+    yield tasks
+    age = summary.oldest_queued_age
+    yield GaugeMetricFamily(
+        "keepnotes_task_oldest_queued_age_seconds",
+        "How long the oldest queued task has waited for a worker (0: none queued).",
+        age.total_seconds() if age is not None else 0,
+    )
+
+
+DATA_PROMISE_SOURCES: list[Callable[[], Iterable]] = [
+    base_backup_age,
+    continuous_archive,
+    free_space,
+    replica_lag,
+    readiness,
+    task_queue,
+]
+
+
+def _nearest_existing(place: Path) -> Path | None:
+    for candidate in (place, *place.parents):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+class DataPromiseCollector:
+    def collect(self):
+        started = time.monotonic()
+        try:
+            for source in DATA_PROMISE_SOURCES:
+                try:
+                    yield from source()
+                except Exception:  # one broken source must not hide the others
+                    log.exception("metrics source %s failed", source.__name__)
+        finally:
+            connections.close_all()  # this thread's only: nothing for a forked worker to inherit
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily(
+            "keepnotes_scrape_collect_seconds",
+            "Time the metrics port took to gather the data promise.",
+            time.monotonic() - started,
+        )
+
+
+def start(host: str, port: int):
+    """Serve /metrics on host:port in a daemon thread; None when the port cannot be had.
+
+    A busy port is logged, not fatal: the application still serves, and Prometheus's `up`
+    alert says the metrics are missing.
+    """
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    from observability.postgres import PostgresCollector
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(PostgresCollector())
+    registry.register(DataPromiseCollector())
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as error:
+        log.error("metrics port %s:%s not served: %s", host, port, error)
+        return None
+    return server
