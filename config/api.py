@@ -18,7 +18,7 @@ from accounts.api import BearerToken, auth_router, me_router
 from accounts.throttle import LoginThrottled
 from core.fields import PATTERN_MESSAGES
 from core.schemas import ErrorOut
-from notes.api import router as notes_router
+from notes.api import routes as notes_router
 
 
 class UnsupportedMediaType(ValueError):
@@ -143,7 +143,7 @@ api = KeepnotesAPI(
 )
 api.add_router("/v1/auth", auth_router)
 api.add_router("/v1", me_router)
-api.add_router("/v1/notes", notes_router)
+api.add_router("/v1", notes_router)  # /v1/notes, /v1/imports
 
 
 def _error(request, status: int, detail: str, errors: list | None = None):
@@ -252,8 +252,14 @@ def on_data_error(request, exc):
 def on_database_error(request, exc):
     # Class 54 (program_limit_exceeded: too long, too large, too complex) is the request itself:
     # psycopg files it under OperationalError, but retrying the same request cannot help.
-    if (getattr(exc.__cause__, "sqlstate", None) or "").startswith("54"):
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
+    if sqlstate.startswith("54"):
         return _error(request, 400, "The request exceeds a limit of the database; make it smaller.")
+    if sqlstate == "53100" or "No space left on device" in str(exc):  # disk_full, or an I/O error
+        # Nothing was written; reads still work. Writes resume once space is freed, no restart.
+        response = _error(request, 503, "The server is out of disk space; try again later.")
+        response["Retry-After"] = "30"
+        return response
     if isinstance(exc, OperationalError | InterfaceError):
         response = _error(request, 503, "The database is unavailable; try again shortly.")
         response["Retry-After"] = "5"

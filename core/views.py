@@ -11,7 +11,10 @@ from . import health
 
 @require_safe
 def landing(request: HttpRequest) -> HttpResponse:
-    return render(request, "landing.html", {"database": health.database_description()})
+    database = health.database_description()
+    if not health.shows_details(request):
+        database = {"connected": database["connected"]}
+    return render(request, "landing.html", {"database": database})
 
 
 @never_cache
@@ -26,6 +29,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     """Ready for traffic: the database answers and its schema is current."""
     ready, checks = health.readiness()
+    if not health.shows_details(request):
+        checks = health.without_details(checks)
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503
     )

@@ -54,3 +54,30 @@ class NoteOut(Schema):
 class NotePageOut(Schema):
     items: list[NoteOut]
     next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
+
+
+IMPORT_MAX_NOTES = 10_000
+
+
+class ImportIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    notes: Annotated[list[NoteIn], Field(min_length=1, max_length=IMPORT_MAX_NOTES)]
+
+
+class ImportAccepted(Schema):
+    id: int
+    status: str
+
+
+class ImportOut(Schema):
+    id: int
+    status: str = Field(description="queued, running, done or failed")
+    imported: int
+    total: int
+    error: str = Field(description="Why the import failed; empty unless `failed`.")
+
+
+class ImportPageOut(Schema):
+    items: list[ImportOut]
+    next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")

@@ -178,6 +178,17 @@ class EmbeddedPostgres:
             self._ensure_database()
             self._join_clients()
 
+    def restart_if_stopped(self, say=lambda message: None) -> bool:
+        """Start the server again after it died, unless it runs (another process restarted it).
+
+        Under the start lock, as every start is: one postmaster per folder (pgembedded.supervisor).
+        """
+        with self.start_lock():
+            if self.running_pid() is not None:
+                return False
+            self._start(say)
+            return True
+
     def stop(self) -> None:
         """Fast shutdown: clients are disconnected, committed work is on disk (checkpoint)."""
         cluster.stop(self.pgdata)

@@ -153,7 +153,8 @@ class BufferingThreadWorker(ThreadWorker):
         # Before super(): it ends by running the worker's loop.
         self.read_timeout = settings.REQUEST_READ_TIMEOUT
         self.timeout_response = request_timeout_response(self.read_timeout)
-        self.max_body_bytes = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        # The largest any endpoint takes (the bulk import's); each view's own limit applies after.
+        self.max_body_bytes = settings.LARGEST_REQUEST_BYTES
         line = self.cfg.limit_request_line or UNLIMITED_REQUEST_LINE
         fields = self.cfg.limit_request_fields or DEFAULT_HEADER_FIELDS
         size = self.cfg.limit_request_field_size or DEFAULT_HEADER_FIELD_SIZE

@@ -4,6 +4,8 @@ Every operation gets schema examples, the coverage phase (boundary values, each 
 missing, wrong types) and random valid and invalid requests, sent with a live token of a staff
 user so they reach the real handlers. Every response must be a documented status with a body
 that matches the schema, never a 5xx; valid input must be accepted and invalid input refused.
+Stateful chains of calls (an id or cursor one answer returned, used by the next) run on their own;
+tests/system/test_fuzz_http.py sends the same over HTTP to a running `serve`.
 
 Search text (`q`) is also fuzzed on its own with hypothesis, weighted towards websearch syntax:
 PostgreSQL parses it, and refused some of it (runs of NOTs) with a 500.
@@ -27,6 +29,7 @@ from accounts.models import LoginFailure
 from accounts.services import token_create
 from config.wsgi import application
 from notes.services import note_create
+from tests.support.fuzzing import UniqueIdempotencyKeys
 from tests.support.permissions import grant
 from tests.support.search_text import search_texts
 
@@ -35,6 +38,8 @@ from tests.support.search_text import search_texts
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "10"))
 # Search text reaches PostgreSQL's own parser, which refuses some of it: fuzzed on its own.
 SEARCH_EXAMPLES = int(os.environ.get("FUZZ_SEARCH_EXAMPLES", "200"))
+# Stateful scenarios (chains of up to 10 linked calls) in the suite.
+STATEFUL_EXAMPLES = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", "8"))
 _seed = os.environ.get("FUZZ_SEED", "20261125")
 SEED = None if _seed == "random" else int(_seed)
 
@@ -51,7 +56,17 @@ config = SchemathesisConfig.from_dict(
             # body fields are refused, as tests/test_api_*.py check one by one.
             "allow-extra-parameters": False,
         },
-        "phases": {"stateful": {"enabled": False}},
+        # The stateful phase runs in its own test below (the links are inferred).
+        "phases": {
+            "stateful": {
+                "enabled": True,
+                "max-steps": 10,
+                # Chains of valid calls; invalid data is the parametrized test's job.
+                "generation": {"mode": "positive"},
+                # The token is set by the test: what schemathesis would generate is replaced.
+                "checks": {"ignored_auth": {"enabled": False}},
+            }
+        },
         "operations": [
             {
                 # A cursor is opaque: any string fits the schema, but only one this API
@@ -99,18 +114,58 @@ def test_api_conforms_to_its_schema(case, django_user_model):
     # Each case as a new staff user (who may view users) with a few notes and a live token:
     # nothing an earlier case did (revoke its token, spend an Idempotency-Key) changes what this
     # one may expect. Nor do earlier failed logins throttle this one.
-    fuzzer = django_user_model.objects.create_user(
-        username=f"fuzzer-{next(user_numbers)}", password="-", is_staff=True
-    )
-    grant(fuzzer, "auth.view_user")  # so that the user list reaches its handler too
-    for number in range(3):
-        note_create(owner=fuzzer, title=f"note {number}", body="", tags=["fuzz"])
+    fuzzer = fuzzing_staff_user(django_user_model, f"fuzzer-{next(user_numbers)}")
     raw, _ = token_create(user=fuzzer)
     LoginFailure.objects.all().delete()
 
     response = case.call_and_validate(headers={"Authorization": f"Bearer {raw}"})
 
     cases_sent[response.status_code] += 1
+
+
+def fuzzing_staff_user(django_user_model, name: str):
+    """A staff user who may view users, with a few notes: every operation reaches its handler."""
+    fuzzer = django_user_model.objects.create_user(username=name, password="-", is_staff=True)
+    grant(fuzzer, "auth.view_user")
+    for number in range(3):
+        note_create(owner=fuzzer, title=f"note {number}", body="", tags=["fuzz"])
+    return fuzzer
+
+
+def test_api_workflows_conform_to_their_schema(django_user_model):
+    """Stateful: chains of calls, each using what an earlier answer returned (ids, cursors).
+
+    The links between operations are inferred by schemathesis (Location headers, matching
+    field names). Each scenario gets a new token: one may revoke its own.
+    """
+    fuzzer = fuzzing_staff_user(django_user_model, "stateful-fuzzer")
+    LoginFailure.objects.all().delete()
+    keys = UniqueIdempotencyKeys()  # the fuzzer's keys are kept across scenarios
+
+    class Workflow(schema.as_state_machine()):
+        def setup(self):
+            self.token, _ = token_create(user=fuzzer)
+
+        def before_call(self, case):
+            keys.apply(case)
+
+        def get_call_kwargs(self, case):
+            return {"headers": {"Authorization": f"Bearer {self.token}"}}
+
+        def after_call(self, response, case):
+            super().after_call(response, case)
+            cases_sent[response.status_code] += 1
+
+    Workflow.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=10,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            **({"derandomize": True} if SEED is not None else {}),
+        )
+    )
 
 
 @pytest.fixture

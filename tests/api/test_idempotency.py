@@ -1,5 +1,6 @@
 """`Idempotency-Key` on POST /api/v1/notes: a client that retries never creates a second note."""
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -7,6 +8,8 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, connections, transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from idempotency.models import IdempotencyKey
 from notes.models import Note
@@ -90,6 +93,33 @@ def test_a_malformed_key_is_a_400_naming_the_header(api, key):
 def test_the_longest_key_and_printable_punctuation_are_accepted(api):
     assert post(api, {"title": "long"}, key="k" * 255).status_code == 201
     assert post(api, {"title": "odd"}, key="a b~!{}\"'").status_code == 201
+
+
+def schema_key_pattern(client) -> str:
+    operation = client.get("/api/openapi.json").json()["paths"][NOTES_URL]["post"]
+    (header,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+    return header["schema"]["pattern"]
+
+
+@given(key=st.data())
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+def test_every_key_the_schema_calls_valid_is_accepted(api, key):
+    pattern = schema_key_pattern(api)
+    drawn = key.draw(st.from_regex(pattern, fullmatch=True))
+
+    response = post(api, {"title": "schema-valid key"}, key=drawn)
+
+    assert response.status_code == 201, (drawn, response.content)
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256, "caf\u00e9", "tab\there", " padded", "padded "])
+def test_the_schema_refuses_the_keys_the_server_refuses_or_http_strips(api, key):
+    assert re.fullmatch(schema_key_pattern(api), key) is None
 
 
 def test_an_expired_key_is_free_again_and_the_purge_command_clears_old_keys(api, user):

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "configuration.md"
 APP_PACKAGES = (
     "config", "core", "server", "backups", "pgembedded", "accounts", "notes", "idempotency",
+    "tasks",
 )  # fmt: skip
 APP_MODULES = ("manage.py",)
 COMPOSE_FILES = (
