@@ -1,6 +1,8 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 
+from core.client_address import client_address
+
 from . import throttle
 
 
@@ -19,7 +21,7 @@ class ThrottledModelBackend(ModelBackend):
         if username is None or password is None:
             return None
         username = str(username)
-        address = throttle.client_address(request)
+        address = client_address(request)
         throttle.login_attempt_begin(username=username, address=address)
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:

@@ -28,7 +28,6 @@ from django.conf import settings
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from core.client_address import client_address  # noqa: F401 (accounts.throttle.client_address)
 from observability import events
 
 from .models import LoginFailure, hash_username

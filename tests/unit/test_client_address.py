@@ -5,7 +5,8 @@ from ipaddress import ip_network
 import pytest
 from django.test import RequestFactory
 
-from accounts.throttle import client_address, counted_address
+from accounts.throttle import counted_address
+from core.client_address import client_address
 
 PROXIES = [ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
 
