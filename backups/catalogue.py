@@ -34,9 +34,8 @@ class Backup:
 
 
 def default_folder() -> Path:
-    """`BACKUP_DIR`, else `DATA_DIR/backups` (`.data/backups`)."""
-    configured = env.get_str("BACKUP_DIR")
-    return Path(configured).resolve() if configured else settings.DATA_DIR / "backups"
+    """`BACKUP_DIR`, else `DATA_DIR/backups` (`.data/backups`): settings.BACKUP_DIR."""
+    return settings.BACKUP_DIR
 
 
 def default_keep() -> int | None:

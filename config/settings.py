@@ -18,6 +18,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 # -- Where local state lives (embedded PostgreSQL, generated secret key) ----------------------
 DATA_DIR = Path(env.get_str("DATA_DIR") or BASE_DIR / ".data").resolve()
+# Where backups go unless a command is told otherwise (backups/, status, /readyz's disk check).
+BACKUP_DIR = Path(env.get_str("BACKUP_DIR") or DATA_DIR / "backups").resolve()
 
 # -- Database --------------------------------------------------------------------------------
 CONFIGURED_DATABASE = env.database_from_environment()

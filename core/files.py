@@ -1,6 +1,7 @@
 """Small file-system facts and words for them, used wherever data folders are handled."""
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -42,3 +43,24 @@ def human_age(seconds: float) -> str:
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+def nearest_existing(path: Path) -> Path | None:
+    """`path`, or its nearest parent that exists: where a folder not made yet will be."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def usage_per_file_system(places: dict[str, Path]) -> dict[str, shutil._ntuple_diskusage]:
+    """Disk usage where each place is (or will be), once per file system: a place on the same
+    file system as one named before it is left out."""
+    usages, devices = {}, set()
+    for name, place in places.items():
+        existing = nearest_existing(place)
+        if existing is None or existing.stat().st_dev in devices:
+            continue
+        devices.add(existing.stat().st_dev)
+        usages[name] = shutil.disk_usage(existing)
+    return usages

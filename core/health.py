@@ -2,8 +2,6 @@
 
 import json
 import logging
-import os
-import shutil
 import time
 from importlib import import_module
 from pathlib import Path
@@ -15,6 +13,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest
 
 from core.errors import first_line
+from core.files import usage_per_file_system
 
 from . import replicas
 
@@ -113,17 +112,13 @@ def low_disk_space(places: list[Path] | None = None) -> list[str]:
     """
     if places is None:
         places = [settings.DATA_DIR] if settings.EMBEDDED_DATABASE else []
-        places.append(Path(os.environ.get("BACKUP_DIR") or settings.DATA_DIR / "backups"))
-    warnings, devices = [], set()
-    for place in places:
-        existing = next((path for path in [place, *place.parents] if path.exists()), None)
-        if existing is None or existing.stat().st_dev in devices:
-            continue  # one warning per file system
-        devices.add(existing.stat().st_dev)
-        free = shutil.disk_usage(existing).free
-        if free < settings.DISK_FREE_WARN_BYTES:
+        places.append(settings.BACKUP_DIR)
+    usages = usage_per_file_system({str(place): place for place in places})
+    warnings = []
+    for place, usage in usages.items():  # one warning per file system
+        if usage.free < settings.DISK_FREE_WARN_BYTES:
             warnings.append(
-                f"only {free / 1e6:.1f} MB free where {place} is "
+                f"only {usage.free / 1e6:.1f} MB free where {place} is "
                 f"(DISK_FREE_WARN_BYTES is {settings.DISK_FREE_WARN_BYTES / 1e6:.0f} MB)"
             )
     return warnings

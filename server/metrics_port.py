@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 
 from backups.catalogue import default_folder, latest_backup, list_backups
+from core.files import nearest_existing
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def free_space():
     if settings.EMBEDDED_DATABASE:
         places["data"] = settings.DATA_DIR
     for volume, place in places.items():
-        existing = _nearest_existing(place)
+        existing = nearest_existing(place)
         if existing is None:
             continue
         usage = shutil.disk_usage(existing)
@@ -212,13 +213,6 @@ DATA_PROMISE_SOURCES: list[Callable[[], Iterable]] = [
     readiness,
     task_queue,
 ]
-
-
-def _nearest_existing(place: Path) -> Path | None:
-    for candidate in (place, *place.parents):
-        if candidate.exists():
-            return candidate
-    return None
 
 
 class DataPromiseCollector:

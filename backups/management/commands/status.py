@@ -1,5 +1,4 @@
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from backups.catalogue import default_folder, list_backups
 from backups.database import connect
 from backups.errors import BackupError
 from core.errors import first_line
-from core.files import folder_size, human_age, human_size
+from core.files import folder_size, human_age, human_size, usage_per_file_system
 from core.health import low_disk_space
 from pgembedded.programs import MAJOR_VERSION
 from tasks.selectors import queue_summary
@@ -136,16 +135,12 @@ class Command(BaseCommand):
         return {"continuous": report}
 
     def disk_report(self, folder: Path) -> dict:
-        data_place = settings.DATA_DIR if settings.EMBEDDED_DATABASE else None
-        report, devices = {}, set()
-        for key, place in (("disk_data", data_place), ("disk_backups", folder)):
-            existing = nearest_existing(place) if place else None
-            if existing is None or existing.stat().st_dev in devices:
-                continue  # one line per file system
-            devices.add(existing.stat().st_dev)
-            usage = shutil.disk_usage(existing)
-            report[key] = {"path": str(place), "free_bytes": usage.free, "total_bytes": usage.total}
-        return report
+        places = {"disk_data": settings.DATA_DIR} if settings.EMBEDDED_DATABASE else {}
+        places["disk_backups"] = folder
+        return {  # one line per file system
+            key: {"path": str(places[key]), "free_bytes": usage.free, "total_bytes": usage.total}
+            for key, usage in usage_per_file_system(places).items()
+        }
 
     # -- printing ---------------------------------------------------------------------------------
 
@@ -258,13 +253,6 @@ def content_models() -> list:
         if Path(app.path).is_relative_to(project):
             models += [model for model in app.get_models() if model is not user_model]
     return models
-
-
-def nearest_existing(path: Path) -> Path | None:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return None
 
 
 # -- Background tasks (tasks/, docs/tasks.md) ---------------------------------------------------
