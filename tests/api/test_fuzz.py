@@ -23,13 +23,12 @@ import schemathesis
 from django.core import signals
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, seed, settings
-from schemathesis.config import SchemathesisConfig
 
 from accounts.models import LoginFailure
 from accounts.services import token_create
 from config.wsgi import application
 from notes.services import note_create
-from tests.support.fuzzing import UniqueIdempotencyKeys
+from tests.support.fuzzing import UniqueIdempotencyKeys, fuzz_config, seed_from_environment
 from tests.support.permissions import grant
 from tests.support.search_text import search_texts
 
@@ -40,47 +39,22 @@ MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "10"))
 SEARCH_EXAMPLES = int(os.environ.get("FUZZ_SEARCH_EXAMPLES", "200"))
 # Stateful scenarios (chains of up to 10 linked calls) in the suite.
 STATEFUL_EXAMPLES = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", "8"))
-_seed = os.environ.get("FUZZ_SEED", "20261125")
-SEED = None if _seed == "random" else int(_seed)
+SEED = seed_from_environment("20261125")
 
-config = SchemathesisConfig.from_dict(
-    {
-        **({"seed": SEED} if SEED is not None else {}),
-        "generation": {
-            "mode": "all",
-            "max-examples": MAX_EXAMPLES,
-            "database": "none",
-            # Every case carries a live token (below); the authorization matrix tests the rest.
-            "with-security-parameters": False,
-            # Unknown query parameters are ignored by design (cache busters, tracing); unknown
-            # body fields are refused, as tests/test_api_*.py check one by one.
-            "allow-extra-parameters": False,
-        },
-        # The stateful phase runs in its own test below (the links are inferred).
-        "phases": {
-            "stateful": {
-                "enabled": True,
-                "max-steps": 10,
-                # Chains of valid calls; invalid data is the parametrized test's job.
-                "generation": {"mode": "positive"},
-                # The token is set by the test: what schemathesis would generate is replaced.
-                "checks": {"ignored_auth": {"enabled": False}},
-            }
-        },
-        "operations": [
-            {
-                # A cursor is opaque: any string fits the schema, but only one this API
-                # returned is accepted, and anything else is a 400 naming the cursor.
-                "include-path": "/api/v1/notes",
-                "include-method": "GET",
-                "checks": {
-                    "positive_data_acceptance": {
-                        "expected-statuses": ["2xx", 400, 401, 403, 404, 409, 429]
-                    }
-                },
-            }
-        ],
-    }
+config = fuzz_config(
+    seed=SEED,
+    max_examples=MAX_EXAMPLES,
+    # The stateful phase runs in its own test below (the links are inferred).
+    phases={
+        "stateful": {
+            "enabled": True,
+            "max-steps": 10,
+            # Chains of valid calls; invalid data is the parametrized test's job.
+            "generation": {"mode": "positive"},
+            # The token is set by the test: what schemathesis would generate is replaced.
+            "checks": {"ignored_auth": {"enabled": False}},
+        }
+    },
 )
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", application, config=config)
 

@@ -16,44 +16,22 @@ import pytest
 import schemathesis
 import schemathesis.engine
 import schemathesis.hooks
-from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events
 
-from tests.support.fuzzing import UniqueIdempotencyKeys
+from tests.support.fuzzing import UniqueIdempotencyKeys, fuzz_config, seed_from_environment
 from tests.support.processes import Server
 from tests.support.raw_http import send
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_HTTP_MAX_EXAMPLES", "3"))
-_seed = os.environ.get("FUZZ_SEED", "20261202")
 
-config = SchemathesisConfig.from_dict(
-    {
-        **({"seed": int(_seed)} if _seed != "random" else {}),
-        "generation": {
-            "mode": "all",
-            "max-examples": MAX_EXAMPLES,
-            "database": "none",
-            "with-security-parameters": False,
-            "allow-extra-parameters": False,
-        },
-        # Stateful chains of valid calls; invalid data is the other phases' job.
-        "phases": {"stateful": {"max-steps": 10, "generation": {"mode": "positive"}}},
-        # A hook sets a live token on every request, over the invalid ones this check would
-        # send: tests/api/test_authorization_matrix.py covers authentication instead.
-        "checks": {"ignored_auth": {"enabled": False}},
-        "operations": [
-            {
-                # An opaque cursor: only one this API returned is accepted (docs/api.md).
-                "include-path": "/api/v1/notes",
-                "include-method": "GET",
-                "checks": {
-                    "positive_data_acceptance": {
-                        "expected-statuses": ["2xx", 400, 401, 403, 404, 409, 429]
-                    }
-                },
-            }
-        ],
-    }
+config = fuzz_config(
+    seed=seed_from_environment("20261202"),
+    max_examples=MAX_EXAMPLES,
+    # Stateful chains of valid calls; invalid data is the other phases' job.
+    phases={"stateful": {"max-steps": 10, "generation": {"mode": "positive"}}},
+    # A hook sets a live token on every request, over the invalid ones this check would
+    # send: tests/api/test_authorization_matrix.py covers authentication instead.
+    checks={"ignored_auth": {"enabled": False}},
 )
 
 
