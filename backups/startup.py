@@ -1,4 +1,4 @@
-"""Starting the continuous protection from `serve`'s start sequence (server/startup.py).
+"""Starting the continuous protection from `serve` (server/management/commands/serve.py).
 
 It runs as its own process, `manage.py protect`, not as a thread of `serve`: gunicorn's arbiter
 reaps every child of its process (waitpid(-1) on SIGCHLD), so a program the protection ran

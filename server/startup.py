@@ -19,7 +19,6 @@ from django.db import OperationalError, connection, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from accounts.services import superuser_ensure
-from backups.startup import start_protection
 from core import env
 from core.errors import first_line
 from pgembedded.supervisor import Supervisor
@@ -42,7 +41,6 @@ def prepare(say: Say = print) -> None:
     check_connection_budget(say)
     migrate_under_lock(say)
     ensure_superuser(say)
-    start_protection(say)
     # Server workers are forked after this: none may inherit an open connection, pooled ones
     # included (workers sharing a pool's sockets would read each other's answers).
     connections.close_all()

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from backups.startup import start_protection
 from pgembedded.errors import EmbeddedPostgresError
 from server import metrics_port
 from server.startup import StartupError, prepare, supervise_database
@@ -18,6 +19,8 @@ class Command(BaseCommand):
             prepare(say=self.stdout.write)
         except (StartupError, EmbeddedPostgresError) as error:
             raise CommandError(str(error)) from None
+        # What runs as long as `serve` does: not part of the one-shot `prepare`.
+        start_protection(say=self.stdout.write)
         if settings.METRICS_PORT and metrics_port.start(
             settings.LISTEN_HOST, settings.METRICS_PORT
         ):
