@@ -252,6 +252,10 @@ def test_a_revoked_token_is_refused_at_once_even_by_reads_from_a_lagging_replica
     assert [status for status, _ in logins] == [201, 201], logins
     doomed, survivor = (Client(api.port, body["token"], keeps_cookies=False) for _, body in logins)
     wait_for_report(api, {"status": "ok", "lag_seconds": 0.0})
+    # /readyz above spoke for one worker process; each keeps its own reading for up to
+    # CHECK_INTERVAL_SECONDS, and another may still hold a "lagging" one from the test before
+    # (it then reads the primary, and the 404 below turns 200). Let every such reading expire.
+    time.sleep(replicas.CHECK_INTERVAL_SECONDS + 0.2)
     # A fresh commit replayed just before the pause: the replica's lag (time since its last
     # replayed commit) then starts near 0, not at however long the waits above took.
     assert survivor.request("POST", "/api/v1/notes", {"title": "replayed"})[0] == 201
