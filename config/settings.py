@@ -36,11 +36,12 @@ if EMBEDDED_DATABASE:
         "OPTIONS": {},
     }
 else:
-    _database = {"ENGINE": "django.db.backends.postgresql", **CONFIGURED_DATABASE}
+    _database = {"ENGINE": "core.database", **CONFIGURED_DATABASE}
 
 # Connections, chosen by measurement (docs/performance.md): persistent, one per server thread
 # (WEB_CONCURRENCY x WEB_THREADS in all), checked before reuse so that a restarted database
-# fails no request. DB_POOL_SIZE=n uses Django's psycopg pool instead (n per process).
+# fails no request (core/database checks the socket, not with a query). DB_POOL_SIZE=n uses
+# Django's psycopg pool instead (n per process).
 _database["CONN_MAX_AGE"] = env.get_int("DB_CONN_MAX_AGE", 600)
 _database["CONN_HEALTH_CHECKS"] = True
 _database["OPTIONS"].setdefault("connect_timeout", 5)
@@ -249,7 +250,7 @@ DATABASE_REPLICA_ALIASES = []
 for _number, _replica in enumerate(env.database_replicas_from_environment(_database), 1):
     DATABASES[f"replica_{_number}"] = {
         **{key: value for key, value in _database.items() if key != "EMBEDDED_DATA_DIR"},
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "core.database",
         **_replica,
         "TEST": {"MIRROR": "default"},
     }

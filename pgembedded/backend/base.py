@@ -1,4 +1,4 @@
-"""Django's PostgreSQL backend, starting the embedded server on first connection.
+"""The project's PostgreSQL backend, starting the embedded server on first connection.
 
 Any management command that touches the database (`shell`, `migrate`, `createsuperuser`,
 `dbshell`, ...) then works whether `serve` is running or not.
@@ -6,8 +6,7 @@ Any management command that touches the database (`shell`, `migrate`, `createsup
 
 from pathlib import Path
 
-from django.db.backends.postgresql import base
-
+from core.database import base
 from pgembedded import postgres as embedded_postgres
 
 from .client import DatabaseClient
