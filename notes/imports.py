@@ -80,4 +80,5 @@ def import_list(*, owner: AbstractBaseUser, limit: int, cursor: str | None) -> P
         jobs = jobs.filter(Q(created__lt=created) | Q(created=created, id__lt=job_id))
     found = list(jobs[: limit + 1])
     items = found[:limit]
-    return Page(items=items, next=encode_cursor(items[-1]) if len(found) > limit else None)
+    last = items[-1] if len(found) > limit else None
+    return Page(items=items, next=encode_cursor(last.created, last.pk) if last else None)

@@ -26,12 +26,12 @@ class InvalidSearch(ValueError):
 
 @dataclass(frozen=True)
 class Page:
-    items: list[Note]
+    items: list  # note_list: dicts of PAGE_COLUMNS; imports: ImportJob instances
     next: str | None
 
 
-def encode_cursor(note: Note) -> str:
-    raw = f"{note.created.isoformat()}|{note.pk}".encode()
+def encode_cursor(created: datetime, item_id: int) -> str:
+    raw = f"{created.isoformat()}|{item_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -88,6 +88,8 @@ def _is_search_refusal(error: DatabaseError) -> bool:
 
 # Every column, so that the notes made from rows are whole model instances.
 NOTE_COLUMNS = ("id", "owner_id", "title", "body", "tags", "created", "updated")
+# What a page shows of each note: the API's NoteOut fields, in its order.
+PAGE_COLUMNS = ("id", "title", "body", "tags", "created", "updated")
 # Stand-ins for the values of hot-path queries (core/prepared_query.py): never real values.
 _ID_MARKER = -7_000_001
 _OWNER_MARKER = -7_000_002
@@ -131,7 +133,7 @@ def _page(
         notes = notes.filter(created__lte=created).filter(
             Q(created__lt=created) | Q(created=created, pk__lt=note_id)
         )
-    return notes.order_by("-created", "-pk").values_list(*NOTE_COLUMNS)[: limit + 1]
+    return notes.order_by("-created", "-pk").values_list(*PAGE_COLUMNS)[: limit + 1]
 
 
 # The most notes a page may hold (the API's `limit`).
@@ -160,10 +162,11 @@ def note_list(
     tag: str | None = None,
     query: str | None = None,
 ) -> Page:
-    """One page of the owner's notes, newest first.
+    """One page of the owner's notes, newest first, each a dict of PAGE_COLUMNS.
 
     Keyset pagination on (created, id): a page never repeats or skips notes because others were
-    inserted meanwhile, and no COUNT is needed.
+    inserted meanwhile, and no COUNT is needed. Dicts, not model instances: the API sends them
+    as they are (notes/api.py, list_notes).
     """
     values: dict = {"owner_id": owner.pk}
     if tag:
@@ -174,12 +177,12 @@ def note_list(
         values["created"], values["note_id"] = decode_cursor(cursor)
     prepared = _page_query(limit, bool(tag), bool(query), bool(cursor))
     try:
-        rows = prepared.instances(**values)
+        rows = prepared.rows(**values)
     except DatabaseError as error:
         # A refusal search_text does not foresee is still the client's input, not a 500.
         if query and _is_search_refusal(error):
             raise InvalidSearch("PostgreSQL cannot parse this search; simplify it") from error
         raise
-    has_more = len(rows) > limit
-    items = rows[:limit]
-    return Page(items=items, next=encode_cursor(items[-1]) if has_more else None)
+    items = [dict(zip(PAGE_COLUMNS, row, strict=True)) for row in rows[:limit]]
+    last = items[-1] if len(rows) > limit else None
+    return Page(items=items, next=encode_cursor(last["created"], last["id"]) if last else None)
