@@ -4,7 +4,6 @@
 the same code, so both are measured on the same server.
 """
 
-import importlib.util
 import os
 
 import gunicorn.http.wsgi
@@ -18,11 +17,6 @@ from server import metrics_port
 
 class ServerConfigError(ValueError):
     """The server settings cannot be used; the message says which and why."""
-
-
-def default_server() -> str:
-    """granian when installed (less CPU per request than gunicorn: docs/performance.md)."""
-    return "granian" if importlib.util.find_spec("granian") else "gunicorn"
 
 
 def default_workers() -> int:
@@ -77,7 +71,7 @@ def _run_granian(target: str, options: dict) -> None:
     try:
         from granian import Granian
         from granian.constants import Interfaces
-    except ImportError:
+    except ImportError:  # an install without the project's locked dependencies
         raise ServerConfigError("WEB_SERVER=granian, but granian is not installed.") from None
     host, _, port = options["bind"].rpartition(":")
     host = host.strip("[]")  # an IPv6 address, bracketed in a URL
@@ -107,7 +101,9 @@ def worker_class() -> str:
 
 def server_options() -> dict:
     return {
-        "server": env.get_str("WEB_SERVER", default_server()),
+        # gunicorn: its worker is the one that bounds slow clients (server/buffering_worker.py);
+        # granian reads bodies in the serving thread, so behind a buffering proxy only.
+        "server": env.get_str("WEB_SERVER", "gunicorn"),
         "bind": f"{settings.LISTEN_HOST}:{settings.PORT}",
         "workers": env.get_int("WEB_CONCURRENCY", default_workers()),
         "worker_class": worker_class(),
