@@ -45,17 +45,25 @@ def manage(
     )
 
 
+# What `serve` runs beside the web server, off in a test unless it asks (shipped=True, or the
+# setting itself): each is one more Python process, and continuous backups take a base backup
+# at every first start, about 3 and 2 CPU-seconds a start in all. The tests of those features
+# (test_serve, test_pitr*, test_tasks, ...) run them as shipped.
+SIDECARS_OFF = {"BACKUP_PROTECTION": "off", "TASK_WORKERS": "0"}
+
+
 class Server:
     """`manage.py serve` in `repo`, on `data_dir`, waited for until /readyz answers."""
 
-    def __init__(self, data_dir: Path, repo: Path = REPO, **extra: str):
+    def __init__(self, data_dir: Path, repo: Path = REPO, shipped: bool = False, **extra: str):
         self.port = free_port()
         self.log = data_dir.parent / f"serve-{self.port}.log"
         superuser = {
             "DJANGO_SUPERUSER_USERNAME": SUPERUSER["username"],
             "DJANGO_SUPERUSER_PASSWORD": SUPERUSER["password"],
         }
-        environ = command_env(data_dir, PORT=str(self.port), **{**superuser, **extra})
+        sidecars = {} if shipped else SIDECARS_OFF
+        environ = command_env(data_dir, PORT=str(self.port), **{**superuser, **sidecars, **extra})
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "manage.py", "serve"],

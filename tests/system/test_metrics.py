@@ -30,6 +30,7 @@ def served(tmp_path_factory):
     metrics_port = free_port()
     server = Server(
         tmp_path / "data",
+        shipped=True,
         METRICS_PORT=str(metrics_port),
         WEB_CONCURRENCY="2",
         TMPDIR=str(tmp_path / "tmp"),  # where serve makes its multiprocess folder

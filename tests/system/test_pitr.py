@@ -25,7 +25,7 @@ RPO_CLAIM_SECONDS = 1.0
 def drill(tmp_path, servers, **extra):
     """Write, note T, write on, cut the power, lose .data/postgres: (writers, T, data folder)."""
     data_dir = tmp_path / "data"
-    server = Server(data_dir, BACKUP_DIR="", **extra)
+    server = Server(data_dir, shipped=True, BACKUP_DIR="", **extra)
     servers.append(server)
     if extra.get("BACKUP_PROTECTION") != "off":
         wait_for_base_backup(data_dir / "backups")
@@ -73,7 +73,7 @@ def test_restore_to_a_moment_then_to_the_latest_after_losing_the_data_folder(tmp
     assert all(count == 1 for count in titles.values())
 
     # And the app serves the restored data, taking a base backup of its new timeline.
-    server = Server(data_dir, BACKUP_DIR="")
+    server = Server(data_dir, shipped=True, BACKUP_DIR="")
     servers.append(server)
     status, page = server.request("GET", "/api/v1/notes?limit=1", token=server.token())
     assert status == 200 and page["items"]

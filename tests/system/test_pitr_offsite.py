@@ -53,7 +53,7 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
         "BACKUP_OFFSITE_SECONDS": "1",
         **store.secrets(tmp_path / "secrets"),
     }
-    server = Server(data_dir, **environ)
+    server = Server(data_dir, shipped=True, **environ)
     try:
         # Done once the protection marks its chain (barman's backup.info appears at the start).
         marker = data_dir / "backups" / "wal"

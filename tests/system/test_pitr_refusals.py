@@ -21,7 +21,7 @@ def served(tmp_path):
     """A data folder with an archive: served once, 10 notes, a complete WAL segment archived."""
     data_dir = tmp_path / "data"
     # No task worker: nothing commits once the test's notes are in (a quiet archive).
-    server = Server(data_dir, BACKUP_DIR="", TASK_WORKERS="0")
+    server = Server(data_dir, shipped=True, BACKUP_DIR="", TASK_WORKERS="0")
     try:
         wait_for_base_backup(data_dir / "backups")
         token = server.token()

@@ -85,7 +85,7 @@ def test_the_copy_passes_check_deploy(copy_without_notes, tmp_path):
 
 
 def test_the_copy_starts_migrates_and_serves_health_and_admin(copy_without_notes, tmp_path):
-    server = Server(tmp_path / "data", repo=copy_without_notes)
+    server = Server(tmp_path / "data", repo=copy_without_notes, shipped=True)
     try:
         assert server.request("GET", "/healthz") == (200, {"status": "ok"})
         assert server.request("GET", "/readyz")[0] == 200, "migrated"

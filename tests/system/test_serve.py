@@ -19,7 +19,7 @@ def data_dir(tmp_path):
 
 
 def test_notes_and_the_superuser_survive_a_restart(data_dir, tmp_path):
-    first = Server(data_dir)
+    first = Server(data_dir, shipped=True)
     token = first.token()
     assert token, "the superuser from DJANGO_SUPERUSER_* can get a token"
     status, note = first.request(
@@ -29,19 +29,19 @@ def test_notes_and_the_superuser_survive_a_restart(data_dir, tmp_path):
     assert first.stop() == 0, "a clean exit on SIGTERM"
     assert not postgres_running_in(data_dir), "PostgreSQL is stopped with the app"
 
-    second = Server(data_dir)
+    second = Server(data_dir, shipped=True)
     status, fetched = second.request("GET", f"/api/v1/notes/{note['id']}", token=second.token())
     assert (status, fetched["body"]) == (200, "survives restarts")
     assert second.stop() == 0
 
     # Negative control: a fresh data folder has neither the note nor the superuser's data.
-    fresh = Server(tmp_path / "fresh", DJANGO_SUPERUSER_USERNAME="")
+    fresh = Server(tmp_path / "fresh", shipped=True, DJANGO_SUPERUSER_USERNAME="")
     assert fresh.token() is None
     assert fresh.stop() == 0
 
 
 def test_ctrl_c_stops_the_server_and_postgresql_cleanly(data_dir):
-    server = Server(data_dir)
+    server = Server(data_dir, shipped=True)
     # Ctrl-C in a terminal sends SIGINT to the whole foreground process group.
     assert server.stop(signal.SIGINT) == 0
     assert not postgres_running_in(data_dir)
@@ -49,8 +49,8 @@ def test_ctrl_c_stops_the_server_and_postgresql_cleanly(data_dir):
 
 
 def test_a_second_serve_in_the_same_folder_attaches_and_leaves_the_first_running(data_dir):
-    first = Server(data_dir)
-    second = Server(data_dir)
+    first = Server(data_dir, shipped=True)
+    second = Server(data_dir, shipped=True)
     assert second.request("GET", "/readyz")[0] == 200
     assert second.stop() == 0
     assert first.request("GET", "/readyz")[0] == 200, "the first still has its database"
@@ -71,7 +71,7 @@ def test_manage_commands_use_the_same_database_with_or_without_serve(data_dir):
     assert created.returncode == 0, created.stderr
     assert not postgres_running_in(data_dir), "a command leaves no server behind"
 
-    server = Server(data_dir)
+    server = Server(data_dir, shipped=True)
     count_users = "from django.contrib.auth.models import User; print(User.objects.count())"
     while_serving = manage(data_dir, "shell", "--no-imports", "-c", count_users)
     assert while_serving.returncode == 0, while_serving.stderr

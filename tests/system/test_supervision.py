@@ -54,7 +54,7 @@ def wait_ready_again(
 
 def test_the_postmaster_killed_three_times_is_restarted_and_nothing_is_lost(tmp_path, servers):
     data_dir = tmp_path / "data"
-    server = Server(data_dir, WEB_CONCURRENCY="2", TASK_WORKERS="0")
+    server = Server(data_dir, shipped=True, WEB_CONCURRENCY="2", TASK_WORKERS="0")
     servers.append(server)
     serve_pid = server.process.pid
     token = server.token()

@@ -18,7 +18,7 @@ from tests.support.task_queue import (
     worker_pids,
 )
 
-FAST = {"TASK_POLL_MILLISECONDS": "50"}
+FAST = {"TASK_POLL_MILLISECONDS": "50", "TASK_WORKERS": "1"}  # one worker, as shipped
 
 ENQUEUE_ROLLED_BACK_AND_COMMITTED = """
 import json
@@ -69,7 +69,7 @@ def test_a_task_enqueued_in_a_rolled_back_transaction_never_exists(data_dir, ser
 
 
 def test_serve_runs_one_worker_by_default_restarts_it_and_none_when_told(data_dir, servers):
-    servers.append(server := Server(data_dir, **FAST))
+    servers.append(server := Server(data_dir, shipped=True, TASK_POLL_MILLISECONDS="50"))
     [worker] = wait_for(lambda: worker_pids(server.process.pid), 20, "a task worker started")
     os.kill(worker, signal.SIGKILL)
     [again] = wait_for(
@@ -114,7 +114,9 @@ with transaction.atomic():  # one snapshot: the workers go on enqueueing meanwhi
 
 def test_a_periodic_task_runs_once_per_period_with_two_workers(data_dir, servers):
     servers.append(
-        server := Server(data_dir, TASK_WORKERS="2", HOUSEKEEPING_INTERVAL_SECONDS="1", **FAST)
+        server := Server(
+            data_dir, **{**FAST, "TASK_WORKERS": "2"}, HOUSEKEEPING_INTERVAL_SECONDS="1"
+        )
     )
     wait_for(lambda: len(worker_pids(server.process.pid)) == 2, 20, "two workers")
     runs = wait_for(

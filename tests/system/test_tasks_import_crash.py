@@ -15,7 +15,7 @@ from tests.support.processes import Server
 from tests.support.task_queue import shell_json, wait_for, worker_pids
 
 NOTES = 3_000
-SETTINGS = {"TASK_POLL_MILLISECONDS": "50", "IMPORT_BATCH_SIZE": "10"}
+SETTINGS = {"TASK_WORKERS": "1", "TASK_POLL_MILLISECONDS": "50", "IMPORT_BATCH_SIZE": "10"}
 
 TITLES = """
 import json
@@ -73,7 +73,7 @@ def test_an_import_killed_midway_resumes_and_imports_every_note_once(tmp_path, s
 
 def test_stopping_serve_lets_the_running_import_finish(tmp_path, servers):
     data_dir = tmp_path / "data"
-    servers.append(server := Server(data_dir, TASK_POLL_MILLISECONDS="50", IMPORT_BATCH_SIZE="1"))
+    servers.append(server := Server(data_dir, **{**SETTINGS, "IMPORT_BATCH_SIZE": "1"}))
     token = server.token()
     notes = [{"title": f"note {number}", "body": "", "tags": []} for number in range(400)]
     status, accepted = server.request("POST", "/api/v1/imports", {"notes": notes}, token)
