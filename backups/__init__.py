@@ -1,15 +1,16 @@
 """Continuous protection with point-in-time restore, and portable pg_dump files.
 
-Continuous (the embedded database; docs/data-safety.md): `serve` starts `manage.py protect`,
-which streams the WAL with pg_receivewal into the archive and takes base backups with
-pg_basebackup (checked with pg_verifybackup), and with BACKUP_URL sends both off-site with
-barman-cloud. `restore --to TIME` / `--latest` replay them in a scratch folder, which replaces
-the data folder only once it worked.
+Continuous (docs/data-safety.md): `manage.py protect` streams the WAL with pg_receivewal into
+the archive and takes base backups with pg_basebackup (checked with pg_verifybackup), and with
+BACKUP_URL sends both off-site with barman-cloud. `serve` starts it for the embedded database;
+the compose `backup` service runs it against the `db` service (a configured server).
+`restore --to TIME` / `--latest` replay them in a scratch folder, which replaces the data folder
+only once it worked: the embedded one, or the compose db volume's (the `restore` service).
 
 Logical (`backup --logical`, any server):
 
-One implementation for every runtime: `manage.py backup` and `restore` locally, and the compose
-stack's `backup` service, which runs the same commands from the app image. The connection comes
+One implementation for every runtime: `manage.py backup --logical` and `restore FILE` locally,
+and in the compose stack's services, from the app image. The connection comes
 from Django's settings and reaches pg_dump, pg_restore and psql through libpq's environment
 variables, so a password never appears on a command line. Safety, step by step:
 
@@ -30,7 +31,7 @@ variables, so a password never appears on a command line. Safety, step by step:
 | `dump.py` | writing a backup |
 | `validate.py` | reading a backup to its end before trusting it |
 | `restore.py` | replacing the database's contents with a backup's |
-| `schedule.py` | `backup --every`: the loop the compose `backup` service runs |
+| `schedule.py` | `backup --every`: a pg_dump on a schedule (cron-less hosts) |
 | `database.py` | Django's connection, as the commands open and describe it |
 | `archive.py` | the continuous archive on disk: base backups, WAL chains, checksums, window |
 | `base_backup.py` | pg_basebackup into the archive, checked with pg_verifybackup |
@@ -38,6 +39,8 @@ variables, so a password never appears on a command line. Safety, step by step:
 | `startup.py` | `serve` starting `manage.py protect` |
 | `archive_status.py` | RPO, window, last error: for `status` and `/readyz` |
 | `point_in_time.py` | restoring the data folder to a time, in a scratch folder first |
+| `configured_server.py` | a configured server (compose `db`) as `protect` streams it |
+| `mounted_data_folder.py` | a configured server's data folder mounted here, for `restore` |
 | `offsite.py`, `offsite_restore.py` | barman-cloud: sending to S3, restoring from it |
 | `verify_restore.py` | `backup --verify-restore`, the restore drill |
 """

@@ -189,9 +189,11 @@ def recover(server, scratch: Path) -> str:
     the superuser gets this folder's password, and pg_hba.conf its rules back.
     """
     access.private_socket_dir(server.socket_dir, server.data_dir)  # gone with the data folder?
+    # The embedded server's `postgres`; the configured one's own (compose: POSTGRES_USER).
+    superuser = server.connection_settings().get("USER") or SUPERUSER
     hba = scratch / "pg_hba.conf"
     rules = hba.read_text()
-    hba.write_text(f"local all {SUPERUSER} trust\n")
+    hba.write_text(f"local all {superuser} trust\n")
     log_start = server.log_file.stat().st_size if server.log_file.exists() else 0
     try:
         cluster.start(
@@ -219,7 +221,7 @@ def recover(server, scratch: Path) -> str:
         with server.connect(dbname="postgres", autocommit=True) as connection:
             connection.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(SUPERUSER), sql.Literal(server.password())
+                    sql.Identifier(superuser), sql.Literal(server.password())
                 )
             )
             connection.execute("CHECKPOINT")

@@ -1,7 +1,8 @@
 """`backup --every SECONDS`: a backup now, then one every SECONDS, until SIGTERM or Ctrl-C.
 
-The compose stack's `backup` service runs this from the app image, so its files are made,
-named, checksummed and pruned by the same code as `manage.py backup`. A failed backup is
+A service can run it from the app image (`docker compose run backup python manage.py backup
+--every 86400`): its files are made, named, checksummed and pruned by the same code as
+`manage.py backup`. (The compose `backup` service itself runs `protect`.) A failed backup is
 reported and tried again sooner (after RETRY_SECONDS at most); earlier backups are untouched.
 SIGTERM (`docker compose stop`) or SIGINT ends the loop at once: while it waits, straight away;
 during a backup, pg_dump is stopped and its partial file removed, as for Ctrl-C.

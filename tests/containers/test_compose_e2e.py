@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,6 +20,9 @@ pytestmark = pytest.mark.containers
 
 ADMIN_USER = "e2e-admin"
 IMPORT_USER = "e2e-importer"
+ARCHIVE_USER = "e2e-archivist"
+RESTORE_USER = "e2e-restorer"
+LATEST_USER = "e2e-latest"
 IMPORT_NOTES = 25
 IMPORT_TIMEOUT_SECONDS = 60
 # How long a stopped worker leaves an import queued before the test believes it (a worker
@@ -122,6 +126,179 @@ def notes_tagged(browser: Browser, token: str, tag: str) -> int:
     return len(answer.json()["items"])
 
 
+# Waits, inside the db, until the backup service's pg_receivewal has flushed all the WAL written
+# so far (the note just acknowledged included): how long that took is the RPO observed.
+ARCHIVED_WAIT_SQL = """
+DO $$
+DECLARE
+  target pg_lsn := pg_current_wal_lsn();
+  started timestamptz := clock_timestamp();
+BEGIN
+  WHILE coalesce((SELECT flush_lsn FROM pg_stat_replication
+                  WHERE application_name = 'keepnotes-backup'), '0/0') < target LOOP
+    IF clock_timestamp() - started > interval '10 s' THEN
+      RAISE EXCEPTION 'the WAL up to % is not archived after 10 s', target;
+    END IF;
+    PERFORM pg_sleep(0.001);
+  END LOOP;
+  RAISE NOTICE 'archived_ms=%', round(extract(epoch FROM clock_timestamp() - started) * 1000, 1);
+END $$;
+"""
+
+
+def test_the_backup_service_streams_the_wal_and_takes_base_backups(stack, container_results):
+    """Protection is on by default: `manage.py protect` runs in the `backup` service under Docker,
+    took a verified base backup, and streams the db's WAL into the external `backups` volume."""
+    started = time.monotonic()
+    stack.wait_healthy("backup", timeout=180)
+    container_results["up_to_backup_healthy_seconds"] = round(time.monotonic() - started, 1)
+    backup = stack.inspect("backup")
+    assert backup["Config"]["Cmd"] == ["python", "manage.py", "protect"]
+    assert [(m["Name"], m["Destination"]) for m in backup["Mounts"]] == [
+        (stack.backups_volume, "/backups")
+    ]
+    assert stack.exec("backup", "id", "-u").strip() == "10001"
+    bases = stack.exec("backup", "sh", "-c", "ls /backups/base/*.json").split()
+    assert len(bases) == 1, bases
+
+    password = secrets.token_urlsafe(24)
+    stack.create_superuser(ARCHIVE_USER, password)
+    token = stack.api_token(ARCHIVE_USER, password)
+    browser = Browser(stack.base_url)
+    lags = []
+    for number in range(5):
+        answer = browser.request(
+            "POST", "/api/v1/notes", json_body={"title": f"archived {number}", "body": "."},
+            token=token,
+        )  # fmt: skip
+        assert answer.status == 201, answer.body
+        lags.append(wait_until_archived(stack))
+    container_results["rpo_ms_observed_max"] = max(lags)
+    container_results["rpo_ms_observed_all"] = lags
+    slot = stack.compose(
+        "exec", "-T", "db", "psql", "-U", stack.database_user, "-d", "postgres", "-At", "-c",
+        "SELECT slot_name, active FROM pg_replication_slots", timeout=60,
+    )  # fmt: skip
+    assert slot.stdout.split() == ["keepnotes_backup|t"]
+    wal = stack.exec("backup", "sh", "-c", "ls /backups/wal/*/").split()
+    assert any(name.endswith(".partial") for name in wal), wal
+
+    # `manage.py backup` on compose: a base backup now, checked, beside the first.
+    made = stack.compose(
+        "run", "--rm", "--no-deps", "backup", "python", "manage.py", "backup", timeout=300
+    )
+    assert "checked with pg_verifybackup" in made.stdout, made.stdout
+    assert len(stack.exec("backup", "sh", "-c", "ls /backups/base/*.json").split()) == 2
+
+
+def test_a_lost_db_volume_comes_back_with_restore(stack, container_results):
+    """Notes written, the db volume destroyed (`down`, `docker volume rm` of pgdata only), `up`
+    on an empty database: the notes are gone; `restore --to` a moment before the loss, from the
+    `backups` volume, into the db volume: they are back, and the API token with them."""
+    password = secrets.token_urlsafe(24)
+    stack.create_superuser(RESTORE_USER, password)
+    token = stack.api_token(RESTORE_USER, password)
+    browser = Browser(stack.base_url)
+    titles = {f"kept by the archive {number} {secrets.token_hex(3)}" for number in range(20)}
+    for title in titles:
+        answer = browser.request(
+            "POST", "/api/v1/notes", json_body={"title": title, "body": "."}, token=token
+        )
+        assert answer.status == 201, answer.body
+    wait_until_archived(stack)
+    before_the_loss = datetime.now(UTC).isoformat()
+
+    stack.down()
+    pgdata = f"{stack.project}_pgdata"
+    stack.engine.docker("volume", "rm", pgdata, timeout=120)
+    assert stack.volume_exists(stack.backups_volume)
+    container_results["up_to_ready_seconds_empty_db"] = round(stack.up(), 1)
+    # Negative control: without the restore, the notes and the token are gone.
+    assert Browser(stack.base_url).request("GET", "/api/v1/notes", token=token).status == 401
+
+    # Refused while the db runs, and nothing is touched.
+    refused = restore(stack, "--to", before_the_loss, "--force", check=False)
+    assert refused.returncode == 1, refused.stdout
+    assert "is running on /var/lib/postgresql/18/docker" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    stack.compose("stop", timeout=300)
+    started = time.monotonic()
+    restored = restore(stack, "--to", before_the_loss, "--force")
+    container_results["restore_seconds"] = round(time.monotonic() - started, 1)
+    assert "Restored from /backups to " in restored.stdout, restored.stdout
+    assert "postgres.before-restore-" in restored.stdout, "the empty database moved aside"
+    container_results["up_to_ready_seconds_restored"] = round(stack.up(), 1)
+
+    browser = Browser(stack.base_url)
+    listed = browser.request("GET", "/api/v1/notes?limit=100", token=token)
+    assert listed.status == 200, listed.body
+    assert {note["title"] for note in listed.json()["items"]} == titles
+    # Protected again: a new history (the restored server's timeline), a new base backup.
+    stack.wait_healthy("backup", timeout=180)
+    assert len(stack.exec("backup", "sh", "-c", "ls -d /backups/wal/*/").split()) >= 2
+
+
+def test_restore_latest_brings_back_every_acknowledged_note_after_a_killed_db_and_lost_volume(
+    stack, container_results
+):
+    """SIGKILL the db right after the last acknowledged write, delete its volume, `restore
+    --latest` before any `up` (no --force: there is no data to replace): every note is back."""
+    password = secrets.token_urlsafe(24)
+    stack.create_superuser(LATEST_USER, password)
+    token = stack.api_token(LATEST_USER, password)
+    wait_for_a_base_backup_of_the_current_history(stack)
+    browser = Browser(stack.base_url)
+    titles = {f"acknowledged {number} {secrets.token_hex(3)}" for number in range(50)}
+    for title in titles:
+        answer = browser.request(
+            "POST", "/api/v1/notes", json_body={"title": title, "body": "."}, token=token
+        )
+        assert answer.status == 201, answer.body
+    stack.compose("kill", "db", timeout=120)  # at once: no wait for the archive
+
+    stack.down()
+    stack.engine.docker("volume", "rm", f"{stack.project}_pgdata", timeout=120)
+    restored = restore(stack, "--latest")
+    assert "Restored from /backups to its newest point" in restored.stdout, restored.stdout
+    stack.up()
+
+    listed = Browser(stack.base_url).request("GET", "/api/v1/notes?limit=100", token=token)
+    assert listed.status == 200, listed.body
+    back = {note["title"] for note in listed.json()["items"]}
+    container_results["notes_lost_with_latest"] = f"{len(titles - back)} of {len(titles)}"
+    assert back == titles
+
+
+def wait_for_a_base_backup_of_the_current_history(stack, timeout: float = 120) -> None:
+    """After a restore, the backup service starts a new history with a base backup of its own:
+    until then --latest would restore the older history's newest point."""
+    check = (
+        "import glob, json, os, sys; newest = max(glob.glob('/backups/base/*.json')); "
+        "sys.exit(json.load(open(newest))['chain'] != sorted(os.listdir('/backups/wal'))[-1])"
+    )
+    deadline = time.monotonic() + timeout
+    while stack.compose("exec", "-T", "backup", "python", "-c", check, check=False).returncode:
+        assert time.monotonic() < deadline, "no base backup of the current history"
+        time.sleep(1)
+
+
+def restore(stack, *arguments: str, check: bool = True):
+    return stack.compose(
+        "run", "--rm", "restore", "python", "manage.py", "restore", *arguments,
+        timeout=600, check=check,
+    )  # fmt: skip
+
+
+def wait_until_archived(stack) -> float:
+    """Until the backup service has flushed every WAL byte written so far: milliseconds."""
+    waited = stack.compose(
+        "exec", "-T", "db", "psql", "-U", stack.database_user, "-d", "postgres",
+        "-v", "ON_ERROR_STOP=1", "-c", ARCHIVED_WAIT_SQL, timeout=60,
+    )  # fmt: skip
+    return float(re.search(r"archived_ms=([\d.]+)", waited.stderr).group(1))
+
+
 def test_data_survives_down_and_up_and_down_v_removes_it(stack, container_results):
     password = secrets.token_urlsafe(24)
     title = f"Written before down/up {secrets.token_hex(4)}"
@@ -165,6 +342,7 @@ def test_data_survives_down_and_up_and_down_v_removes_it(stack, container_result
     # Negative control: down -v deletes the volume; up starts from an empty database.
     stack.down(volumes=True)
     assert not stack.volume_exists(f"{stack.project}_pgdata")
+    assert stack.volume_exists(stack.backups_volume), "down -v deleted the archive"
     container_results["up_to_ready_seconds_after_down_v"] = round(stack.up(), 1)
 
     browser = Browser(stack.base_url)

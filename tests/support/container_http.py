@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import html
 import http.cookiejar
 import json
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 @dataclass
 class Response:
     status: int
-    headers: dict[str, str]
+    # Case-insensitive, as HTTP field names are: a server may send `location`, not `Location`.
+    headers: email.message.Message
     body: str
 
     def json(self):
@@ -67,9 +69,9 @@ class Browser:
         )
         try:
             with self._opener.open(request, timeout=timeout) as answer:
-                return Response(answer.status, dict(answer.headers), answer.read().decode())
+                return Response(answer.status, answer.headers, answer.read().decode())
         except urllib.error.HTTPError as error:
-            return Response(error.code, dict(error.headers), error.read().decode())
+            return Response(error.code, error.headers, error.read().decode())
 
     def csrf_token(self, path: str) -> str:
         page = self.request("GET", path)

@@ -64,6 +64,8 @@ class Stack:
             "APP_PORT": str(self.port),
             "PYTHON_IMAGE": self.images.python,
             "POSTGRES_IMAGE": self.images.postgres,
+            # The archive's external volume, this stack's own (made by `up`, removed by close).
+            "BACKUP_VOLUME": self.backups_volume,
         }
         lines = []
         for line in (REPO / ".env.example").read_text().splitlines():
@@ -134,9 +136,25 @@ class Stack:
         )
         return time.monotonic() - started
 
+    @property
+    def database_user(self) -> str:
+        """POSTGRES_USER of the env file (from .env.example)."""
+        for line in self.env_file.read_text().splitlines():
+            if line.startswith("POSTGRES_USER="):
+                return line.partition("=")[2].strip()
+        return "postgres"
+
+    @property
+    def backups_volume(self) -> str:
+        return f"{self.project}_backups"
+
     def up(self) -> float:
-        """`up -d`, then wait for /readyz through the published port: seconds until ready."""
+        """`up -d`, then wait for /readyz through the published port: seconds until ready.
+
+        The archive's volume is external: made first, as the README's one-time command does."""
         started = time.monotonic()
+        self.volumes_seen.add(self.backups_volume)
+        self.engine.docker("volume", "create", self.backups_volume, timeout=120)
         try:
             self.compose("up", "--detach", timeout=600)
         except CommandFailed as error:

@@ -19,11 +19,12 @@ from core.files import human_size
 
 class Command(BaseCommand):
     help = (
-        "Take a base backup of the embedded database now, into the continuous archive (checked "
-        "with pg_verifybackup). With --logical (implied by --keep, --every, --list and by a "
-        "configured DATABASE_URL), write a portable pg_dump (custom format) to a timestamped "
-        "file in the backups folder ($BACKUP_DIR, default DATA_DIR/backups), with its sha256; "
-        "with --every, keep doing so until stopped (the compose `backup` service)."
+        "Take a base backup now, into the continuous archive (checked with pg_verifybackup): of "
+        "the embedded database, or of a configured one whose archive `protect` keeps (the "
+        "compose `backup` service). With --logical (implied by --keep, --every, --list and by "
+        "any other configured DATABASE_URL), write a portable pg_dump (custom format) to a "
+        "timestamped file in the backups folder ($BACKUP_DIR, default DATA_DIR/backups), with "
+        "its sha256; with --every, keep doing so until stopped."
     )
 
     def add_arguments(self, parser):
@@ -70,7 +71,8 @@ class Command(BaseCommand):
         if options["verify_restore"]:
             return self.verify_restore(folder)
         logical = options["logical"] or options["every"] is not None or options["keep"] is not None
-        if settings.EMBEDDED_DATABASE and not logical:
+        # A configured server gets a base backup too once `protect` archives it (compose).
+        if not logical and (settings.EMBEDDED_DATABASE or Archive(folder).chains()):
             return self.base_backup(folder)
         keep = options["keep"] if options["keep"] is not None else default_keep()
         if keep is not None and keep < 1:

@@ -1,29 +1,36 @@
 import signal
 import threading
 
+import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from backups.archive import Archive
 from backups.catalogue import default_folder
+from backups.configured_server import ConfiguredServer
+from backups.database import describe_database
 from backups.offsite import from_settings
 from backups.protection import Protection
+from core.errors import first_line
 
 
 class Command(BaseCommand):
     help = (
-        "Continuous protection of the embedded database until SIGTERM or Ctrl-C: the WAL "
-        "streamed into the archive, base backups on schedule, off-site copies with BACKUP_URL. "
-        "`serve` runs it by itself; one process at a time protects a data folder."
+        "Continuous protection until SIGTERM or Ctrl-C: the WAL streamed into the archive, "
+        "base backups on schedule, off-site copies with BACKUP_URL. `serve` runs it by itself "
+        "for the embedded database; the compose `backup` service runs it for the `db` service "
+        "(a configured server: its role needs REPLICATION and a pg_hba `replication` line). "
+        "One process at a time protects an archive."
     )
 
     def handle(self, *args, **options):
-        if not settings.EMBEDDED_DATABASE:
-            raise CommandError("`protect` streams the embedded database's WAL: none is in use.")
-        server = connection.embedded_server()
-        server.ensure_running()
         archive = Archive(default_folder())
+        if settings.EMBEDDED_DATABASE:
+            server = connection.embedded_server()
+            server.ensure_running()
+        else:
+            server = ConfiguredServer(connection.settings_dict, pgdata=archive.folder)
         protection = Protection(
             server=server,
             archive=archive,
@@ -33,13 +40,21 @@ class Command(BaseCommand):
             offsite=from_settings(),
             offsite_every=settings.BACKUP_OFFSITE_SECONDS,
         )
-        if not protection.claim():
+        try:
+            claimed = protection.claim()
+        except psycopg.Error as error:
+            raise CommandError(
+                f"Cannot start continuous backups of {describe_database(connection)}: "
+                f"{first_line(error, 'no answer')}"
+            ) from None
+        if not claimed:
             self.stdout.write(f"Continuous backups into {archive.folder}: run by another process")
             return
         offsite = f", shipped to {protection.offsite.describe()}" if protection.offsite else ""
         first = " (a first base backup now)" if protection.needs_base else ""
         self.stdout.write(
-            f"Continuous backups into {archive.folder}: WAL streamed as written{offsite}{first}"
+            f"Continuous backups of {describe_database(connection)} into {archive.folder}: WAL "
+            f"streamed as written{offsite}{first}"
         )
         stopping = threading.Event()
         for number in (signal.SIGTERM, signal.SIGINT):

@@ -10,11 +10,13 @@ from backups.catalogue import default_folder, latest_backup
 from backups.database import connect, describe_database
 from backups.dump import dump
 from backups.errors import BackupError
+from backups.mounted_data_folder import MountedDataFolder
 from backups.offsite import from_settings
 from backups.offsite_restore import OffSiteSource
 from backups.point_in_time import LocalSource, parse_target, restore_to
 from backups.restore import restore, tables_with_rows
 from backups.validate import validate
+from core import env
 from core.files import folder_size as folder_bytes
 from core.files import human_size
 
@@ -77,11 +79,7 @@ class Command(BaseCommand):
     def restore_point(self, options, archive: Archive) -> None:
         if options["file"] or (options["to"] is not None and options["latest"]):
             raise CommandError("Pass one of FILE, --to TIME or --latest.")
-        if not settings.EMBEDDED_DATABASE:
-            raise CommandError(
-                "--to and --latest restore the embedded data folder. A configured server is "
-                "restored by its own tools (docs/data-safety.md), or from a pg_dump FILE."
-            )
+        server = self.server_to_restore()
         target = parse_target(options["to"]) if options["to"] is not None else None
         # The local archive when it has a base backup; else the off-site store, if configured.
         offsite = from_settings()
@@ -91,7 +89,7 @@ class Command(BaseCommand):
             else LocalSource(archive)
         )
         done = restore_to(
-            server=connection.embedded_server(),
+            server=server,
             source=source,
             target=target,
             force=options["force"],
@@ -107,7 +105,29 @@ class Command(BaseCommand):
                 f"The data folder it replaced is kept in {done.moved_aside}: delete it once "
                 f"the restored data is right."
             )
-        self.stdout.write("`serve` starts on it, and takes a new base backup at once.")
+        if settings.EMBEDDED_DATABASE:
+            self.stdout.write("`serve` starts on it, and takes a new base backup at once.")
+        else:
+            self.stdout.write(
+                "Start the database on it (compose: `docker compose up -d`); the backup "
+                "service then takes a new base backup at once."
+            )
+
+    def server_to_restore(self):
+        """The embedded server, or the data folder of a configured one mounted at $PGDATA (the
+        compose `restore` service mounts the db volume there)."""
+        if settings.EMBEDDED_DATABASE:
+            return connection.embedded_server()
+        pgdata = env.get_str("PGDATA")
+        if not pgdata:
+            raise CommandError(
+                "--to and --latest rebuild a data folder, and this configured server's is not "
+                "mounted here (PGDATA is unset). On compose: `docker compose stop`, then "
+                "`docker compose run --rm restore python manage.py restore --latest` "
+                "(docs/data-safety.md#docker-compose). Elsewhere the server is restored by its own "
+                "tools, or restore a pg_dump FILE."
+            )
+        return MountedDataFolder(Path(pgdata), connection.settings_dict)
 
     def list(self, archive: Archive) -> None:
         backups = archive.base_backups()
