@@ -13,7 +13,6 @@ from backups.offsite import SHIPPED
 from backups.protection import (
     APPLICATION,
     SLOT,
-    wal_queue_alarming,
     wal_queue_warning,
 )
 
@@ -61,9 +60,7 @@ def archive_report(server, archive: Archive, fetchone) -> dict:
         "unarchived_bytes": unarchived,
         "rpo_seconds": round(rpo, 3) if rpo is not None else None,
         "wal_queue_bytes": retained,
-        "wal_queue_warning": wal_queue_warning(retained, free)
-        if wal_queue_alarming(retained, free)
-        else None,
+        "wal_queue_warning": wal_queue_warning(retained, free),
     }
     return report
 

@@ -219,8 +219,9 @@ class Protection(threading.Thread):
     def _warn_before_the_disk_fills(self) -> None:
         retained = retained_wal_bytes(self.server)
         free = shutil.disk_usage(self.server.pgdata).free
-        if retained is not None and wal_queue_alarming(retained, free):
-            self.warn(wal_queue_warning(retained, free))
+        warning = wal_queue_warning(retained, free) if retained is not None else None
+        if warning:
+            self.warn(warning)
 
     def _record_error(self, message: str) -> None:
         logger.warning(message)
@@ -252,11 +253,10 @@ def retained_wal_bytes(server) -> int | None:
 WAL_QUEUE_FREE_RATIO = 4
 
 
-def wal_queue_alarming(retained: int, free: int) -> bool:
-    return retained > 64 * 1024 * 1024 and retained * WAL_QUEUE_FREE_RATIO > free
-
-
-def wal_queue_warning(retained: int, free: int) -> str:
+def wal_queue_warning(retained: int, free: int) -> str | None:
+    """What to say when the WAL waiting for the archive could soon fill the disk, else None."""
+    if retained <= 64 * 1024 * 1024 or retained * WAL_QUEUE_FREE_RATIO <= free:
+        return None
     return (
         f"WARNING: {retained // 1_000_000} MB of WAL wait in pg_wal for the archive, with "
         f"{free // 1_000_000} MB free on that disk: the archive is not keeping up (see `manage.py "

@@ -150,10 +150,10 @@ def test_backup_list_and_status_describe_the_archive(served):
 
 
 def test_the_wal_queue_warning_comes_well_before_the_disk_is_full():
-    from backups.protection import wal_queue_alarming, wal_queue_warning
+    from backups.protection import wal_queue_warning
 
     megabyte = 1_000_000
-    assert not wal_queue_alarming(32 * megabyte, 64 * megabyte), "small queues never alarm"
-    assert not wal_queue_alarming(200 * megabyte, 10_000 * megabyte)
-    assert wal_queue_alarming(200 * megabyte, 799 * megabyte), "a quarter of the free space"
-    assert "WARNING" in wal_queue_warning(200 * megabyte, 799 * megabyte)
+    assert wal_queue_warning(32 * megabyte, 64 * megabyte) is None, "small queues never alarm"
+    assert wal_queue_warning(200 * megabyte, 10_000 * megabyte) is None
+    warning = wal_queue_warning(200 * megabyte, 799 * megabyte)  # a quarter of the free space
+    assert warning and "WARNING" in warning
