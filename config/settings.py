@@ -147,6 +147,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("MAX_REQUEST_BYTES", 1024 * 1024)
 # A request not all there this long after it was accepted is answered 408; until then it holds
 # no server thread (server/buffering_worker.py).
 REQUEST_READ_TIMEOUT = env.get_int("REQUEST_READ_TIMEOUT", 30)
+if REQUEST_READ_TIMEOUT < 1:
+    raise ImproperlyConfigured(f"REQUEST_READ_TIMEOUT={REQUEST_READ_TIMEOUT}: use 1 or more.")
 
 # -- Applications ------------------------------------------------------------------------------
 INSTALLED_APPS = [

@@ -90,10 +90,6 @@ def _run_granian(target: str, options: dict) -> None:
 
 def worker_class() -> str:
     """gthread, reading each request in full before a thread serves it, unless told not to."""
-    if settings.REQUEST_READ_TIMEOUT < 1:
-        raise ServerConfigError(
-            f"REQUEST_READ_TIMEOUT is {settings.REQUEST_READ_TIMEOUT}: use 1 or more seconds."
-        )
     if env.get_bool("WEB_BUFFER_REQUESTS", True):
         return "server.buffering_worker.BufferingThreadWorker"
     return "gthread"  # slow clients can then hold every thread: only behind a buffering proxy

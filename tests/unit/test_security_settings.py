@@ -121,6 +121,7 @@ def test_behind_a_tls_proxy_its_headers_are_trusted_as_configured(tmp_path, extr
             {"LOGIN_SLOWDOWN_MILLISECONDS": "5000"},
             "LOGIN_SLOWDOWN_MILLISECONDS=5000: use 0 to 2000",
         ),
+        ({"REQUEST_READ_TIMEOUT": "0"}, "REQUEST_READ_TIMEOUT=0: use 1 or more"),
     ],
 )
 def test_start_up_refuses_bad_proxy_and_login_settings(tmp_path, extra, message):
