@@ -10,7 +10,6 @@ disk. One process at a time protects a data folder (a lock in the archive): othe
 """
 
 import contextlib
-import ctypes
 import fcntl
 import logging
 import os
@@ -27,7 +26,7 @@ from backups.archive import Archive
 from backups.base_backup import take_base_backup
 from backups.errors import BackupError
 from backups.progress import error_lines
-from backups.tools import child_environment, tool
+from backups.tools import child_environment, signal_when_parent_dies, tool
 
 SLOT = "keepnotes_backup"
 APPLICATION = "keepnotes-backup"
@@ -157,7 +156,7 @@ class Protection(threading.Thread):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             umask=0o077,
-            preexec_fn=_die_with_parent,
+            preexec_fn=signal_when_parent_dies(signal.SIGKILL),
         )
 
     def _base_backup(self) -> float:
@@ -262,9 +261,3 @@ def wal_queue_warning(retained: int, free: int) -> str | None:
         f"{free // 1_000_000} MB free on that disk: the archive is not keeping up (see `manage.py "
         f"status`). If the disk fills, PostgreSQL stops."
     )
-
-
-def _die_with_parent() -> None:
-    """pg_receivewal goes when the process that started it goes, even on SIGKILL (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

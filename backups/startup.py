@@ -8,7 +8,6 @@ on SIGKILL (Linux), and `serve` stops it before it stops PostgreSQL.
 
 import atexit
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from django.conf import settings
 
 from backups.catalogue import default_folder
+from backups.tools import signal_when_parent_dies
 
 
 def start_protection(say: Callable[[str], None]) -> subprocess.Popen | None:
@@ -31,7 +31,7 @@ def start_protection(say: Callable[[str], None]) -> subprocess.Popen | None:
     process = subprocess.Popen(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "protect"],
         stdin=subprocess.DEVNULL,
-        preexec_fn=_terminate_with_parent,
+        preexec_fn=signal_when_parent_dies(signal.SIGTERM),
     )
     atexit.register(_stop, process, os.getpid())  # after the server joined: runs before it leaves
     return process
@@ -44,8 +44,3 @@ def _stop(process: subprocess.Popen, owner: int) -> None:
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(30)
-
-
-def _terminate_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
