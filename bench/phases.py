@@ -1,4 +1,4 @@
-"""One run, phase by phase: start-up, seeding, the references, warm-up, the measured load."""
+"""One run, phase by phase: start-up, seeding, references, warm-up, the measured load, restart."""
 
 import json
 import os
@@ -6,9 +6,12 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import slow_clients
+from bench.drf_peer import launch as drf_peer
 from bench.load import pgbench_prepare, run_pgbench, run_wrk, write_dataset
 from bench.processes import (
     REPO,
@@ -18,7 +21,7 @@ from bench.processes import (
     memory_of,
     postgres_pid,
 )
-from bench.scenarios import CONFIGS, SCENARIOS, WARM_RESTART_TARGET_S, Plan
+from bench.scenarios import CONFIGS, WARM_RESTART_TARGET_S, WARMUP_SCENARIO, Plan
 from bench.summary import summarise
 
 
@@ -99,25 +102,26 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     }
     say(f"Seeded in {report['dataset']['seed_s']} s")
 
-    # 3. The two references, against the same database.
-    runserver = Server(
-        "runserver",
-        [sys.executable, "manage.py", "runserver", "--noreload", "127.0.0.1:{port}"],
-        child_environment(data_dir, DB_CONN_MAX_AGE="0", DJANGO_DEBUG="false"),
-        logs / "runserver.log",
-        "/healthz",
-    )
-    runserver.command[-1] = f"127.0.0.1:{runserver.port}"
-    raw = Server(
-        "raw",
-        [sys.executable, "-m", "bench.raw_wsgi"],
-        production_environ,
-        logs / "raw.log",
-        "/healthz",
-    )
-    by_name = {"production": production, "runserver": runserver, "raw": raw}
-    labels = dict(CONFIGS)
-    environs = {"production": production_environ, "raw": production_environ}
+    # 3. The references and the variants, against the same database, booting side by side.
+    by_name = {"production": production}
+    environs = {"production": production_environ}
+    if "runserver" in plan.configurations:
+        by_name["runserver"] = Server(
+            "runserver",
+            [sys.executable, "manage.py", "runserver", "--noreload"],
+            child_environment(data_dir, DB_CONN_MAX_AGE="0", DJANGO_DEBUG="false"),
+            logs / "runserver.log",
+            "/healthz",
+        )
+        by_name["runserver"].command.append(f"127.0.0.1:{by_name['runserver'].port}")
+    if "drf" in plan.configurations:
+        environs["drf"] = drf_peer.environment(data_dir, connection.settings_dict)
+        by_name["drf"] = drf_peer.server(environs["drf"], logs / "drf.log")
+    if "raw" in plan.configurations:
+        environs["raw"] = production_environ
+        command = [sys.executable, "-m", "bench.raw_wsgi"]
+        by_name["raw"] = Server("raw", command, production_environ, logs / "raw.log", "/healthz")
+    labels = {name: CONFIGS[name] for name in by_name}
     for name, overrides in plan.variants.items():
         environ = child_environment(data_dir, **{**plan.production_env, **overrides})
         environs[name] = environ
@@ -125,21 +129,32 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
         log = logs / f"{name.replace(' ', '-')}.log"
         command = [sys.executable, "manage.py", "serve"]
         by_name[name] = Server(name, command, environ, log, "/readyz")
-    for name, server in by_name.items():
-        if name != "production":
-            servers.append(server)
-            server.start()
+    starting = [server for name, server in by_name.items() if name != "production"]
+    for server in starting:
+        servers.append(server)
+        server.launch()
+    # While they boot: each configuration's dataset (the DRF peer has tokens of its own, for the
+    # same users: the app stores only hashes of its tokens), and how each one serves.
+    datasets = dict.fromkeys(by_name, dataset)
+    if "drf" in by_name:
+        keys = drf_peer.tokens(environs["drf"], [owner.user_id for owner in owners])
+        datasets["drf"] = work / "dataset-drf.lua"
+        drf_owners = [replace(owner, token=keys[owner.user_id]) for owner in owners]
+        write_dataset(datasets["drf"], drf_owners, words)
     report["configurations"] = {
         name: {"label": label, "server": describe_server(name, environs.get(name, {}))}
         for name, label in labels.items()
     }
+    for server in starting:
+        server.wait_ready()
 
     # 4. Warm-up: every scenario on every configuration, not recorded.
     say("Warming up")
     top = max(plan.connections)
-    for scenario in SCENARIOS if plan.warmup_seconds else []:
-        for server in by_name.values():
-            run_wrk(wrk, server.url, scenario, top, plan.warmup_seconds, dataset, plan.wrk_threads)
+    for scenario in plan.scenarios if plan.warmup_seconds else []:
+        for name, server in by_name.items():
+            seconds, threads = plan.warmup_seconds, plan.wrk_threads
+            run_wrk(wrk, server.url, scenario, top, seconds, datasets[name], threads)
             if scenario == "write":
                 seed.forget_writes(seeded_notes)
     memory["production_idle_after_warmup"] = memory_of(
@@ -154,7 +169,7 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     for repetition in range(plan.repetitions):
         order = names[repetition % len(names) :] + names[: repetition % len(names)]
         for connections in plan.connections:
-            for scenario in SCENARIOS:
+            for scenario in plan.scenarios:
                 for name in order:
                     app_pid, database_pid = by_name[name].process.pid, postgres_pid(data_dir)
                     app_before, database_before = cpu_seconds(app_pid), cpu_seconds(database_pid)
@@ -164,7 +179,7 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
                         scenario,
                         connections,
                         plan.seconds,
-                        dataset,
+                        datasets[name],
                         plan.wrk_threads,
                     )
                     served = max(result["requests"], 1)
@@ -205,17 +220,55 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
                 {"repetition": repetition + 1, "connections": connections, **measured}
             )
 
+    # The slow and idle clients, held open while read-one runs (bench/slow_clients.py).
+    report["slow_clients"] = slow_clients.measure(plan, wrk, dataset, by_name, say)
     memory["production_idle_after_load"] = memory_of(
         production.process.pid, leave_out=postgres_pid(data_dir)
     )
     memory["postgres_after_load"] = memory_of(postgres_pid(data_dir))
     report["memory"] = memory
+
+    # 6. Warm-up after a restart: production restarted afresh and loaded at once, in windows.
+    report["after_restart"] = load_after_restart(plan, wrk, production, dataset, seeded_notes)
     report["runs"] = runs
     report["pgbench_runs"] = pgbench_runs
     report["meta"]["load_average_after"] = load_average()
     report["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     summarise(report, plan)
     return report
+
+
+def load_after_restart(
+    plan: Plan, wrk: str, production: Server, dataset: Path, seeded_notes: int
+) -> dict:
+    """Requests/s in the first seconds after a restart, window by window (steady state: the
+    measured runs, compared in summary.py)."""
+    from bench import seed
+
+    scenario = WARMUP_SCENARIO if WARMUP_SCENARIO in plan.scenarios else plan.scenarios[0]
+    connections, window = max(plan.connections), plan.after_restart_window_seconds
+    say(f"Restarting production, then {scenario} at once for {plan.after_restart_seconds} s")
+    stop_seconds = production.stop()
+    restart_seconds = production.start()
+    ready_at = time.monotonic()
+    windows = []
+    for _ in range(plan.after_restart_seconds // window):
+        started = time.monotonic() - ready_at
+        result = run_wrk(
+            wrk, production.url, scenario, connections, window, dataset, plan.wrk_threads
+        )
+        windows.append({"started_s": round(started, 2), **result})
+        say(f"  +{started:5.1f} s  {result['rps']:8.1f} req/s  p99 {result['p99_ms']:7.2f} ms")
+    if scenario == "write":
+        seed.forget_writes(seeded_notes)
+    return {
+        "scenario": scenario,
+        "connections": connections,
+        "stop_s": round(stop_seconds, 2),
+        "restart_s": round(restart_seconds, 2),
+        "window_s": window,
+        "windows": windows,
+    }
 
 
 def leave_database() -> None:
@@ -238,6 +291,8 @@ def leave_database() -> None:
 def describe_server(name: str, production_environ: dict) -> dict:
     if name == "runserver":
         return {"server": "django runserver (threaded)", "CONN_MAX_AGE": 0}
+    if name == "drf":
+        return drf_peer.describe()
     done = subprocess.run(
         [sys.executable, "-c", "from bench.serverinfo import main; main()"],
         cwd=REPO,

@@ -3,7 +3,8 @@
 import json
 from pathlib import Path
 
-from bench.scenarios import CONFIGS, SCENARIOS
+from bench import slow_clients
+from bench.scenarios import CONFIGS, REFERENCES
 
 
 def write_reports(report: dict, out_dir: Path) -> list[Path]:
@@ -25,8 +26,15 @@ def _cell(result: dict) -> list[str]:
     ]
 
 
+def _measured(report: dict) -> tuple[list[str], list[str]]:
+    """The configurations of CONFIGS this run measured, and the references among them."""
+    names = [name for name in CONFIGS if name in report["configurations"]]
+    return names, [name for name in REFERENCES if name in names]
+
+
 def markdown(report: dict) -> str:
     meta, plan = report["meta"], report["meta"]["plan"]
+    measured, references = _measured(report)
     lines = [
         "# keepnotes benchmark",
         "",
@@ -50,16 +58,16 @@ def markdown(report: dict) -> str:
         "",
     ]
     header = ["scenario", "conns"]
-    for name in CONFIGS:
+    for name in measured:
         header += [f"{name} req/s", "p50", "p99", "err"]
-    header += ["x runserver", "x raw"]
+    header += [f"x {name}" for name in references]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * 2 + ["--:"] * (len(header) - 2)) + "|")
     for row in report["medians"]:
         cells = [row["scenario"], str(row["connections"])]
-        for name in CONFIGS:
+        for name in measured:
             cells += _cell(row[name])
-        cells += [f"**{row['ratio_vs_runserver']:.1f}x**", f"**{row['ratio_vs_raw']:.2f}x**"]
+        cells += [f"**{row[f'ratio_vs_{name}']:.2f}x**" for name in references]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -88,11 +96,17 @@ def markdown(report: dict) -> str:
                 cells = [name.removeprefix("variant "), row["scenario"], str(row["connections"])]
                 cells += [*_cell(row[name]), f"{row[name]['ratio_vs_production']:.2f}x"]
                 lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Targets", "", "| target | measured | met |", "|---|--:|---|"]
+    lines += slow_clients.markdown_section(report)
+    lines += ["", "## Targets", "", "| target | measured | met | numbers |", "|---|--:|---|---|"]
     for target in report["targets"]:
+        if target["met"] is None:
+            lines.append(f"| {target['target']} | | not measured in this run | |")
+            continue
+        verdict = "yes" if target["met"] else "NO"
         lines.append(
-            f"| {target['target']} | {target['value']:g} | {'yes' if target['met'] else 'NO'} |"
+            f"| {target['target']} | {target['value']:g} | {verdict} | {target['detail']} |"
         )
+    lines += _after_restart(report)
     startup, memory = report["startup"], report["memory"]
     lines += [
         "",
@@ -123,6 +137,31 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _after_restart(report: dict) -> list[str]:
+    after = report.get("after_restart")
+    if not after:
+        return []
+    lines = [
+        "",
+        "## Warm-up: the first seconds after a restart",
+        "",
+        f"Production restarted (stop {after['stop_s']} s, ready after {after['restart_s']} s), "
+        f"then {after['scenario']} at {after['connections']} connections at once, in "
+        f"{after['window_s']} s windows; steady state is the measured runs' median, "
+        f"{after['steady_rps']:,.0f} req/s.",
+        "",
+        "| from (s after ready) | req/s | x steady | p50 | p99 | err |",
+        "|--:|--:|--:|--:|--:|--:|",
+    ]
+    for window in after["windows"]:
+        rps, p50, p99, errors = _cell(window)
+        lines.append(
+            f"| {window['started_s']:.1f} | {rps} | {window['share_of_steady']:.2f} | {p50} | "
+            f"{p99} | {errors} |"
+        )
+    return lines
+
+
 def chart(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -130,21 +169,23 @@ def chart(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     levels = sorted({row["connections"] for row in report["medians"]})
-    colours = {"production": "#2b7bb9", "runserver": "#d9822b", "raw": "#7a7a7a"}
+    measured, references = _measured(report)
+    colours = {"production": "#2b7bb9", "runserver": "#d9822b", "drf": "#4c9a52", "raw": "#7a7a7a"}
     figure, axes = plt.subplots(
-        2, len(levels), figsize=(6.5 * len(levels), 8.5), squeeze=False, sharey="row"
+        2, len(levels), figsize=(max(8, 6.5 * len(levels)), 8.5), squeeze=False, sharey="row"
     )
-    width = 0.27
-    scenarios = list(SCENARIOS)
+    width = 0.8 / len(measured)
+    scenarios = list(dict.fromkeys(row["scenario"] for row in report["medians"]))
     for column, level in enumerate(levels):
         rows = {row["scenario"]: row for row in report["medians"] if row["connections"] == level}
         for line, (metric, title) in enumerate(
             [("rps", "requests/s (log scale)"), ("p99_ms", "p99 latency, ms (log scale)")]
         ):
             axis = axes[line][column]
-            for offset, name in enumerate(CONFIGS):
+            for offset, name in enumerate(measured):
                 values = [max(rows[s][name][metric], 0.01) for s in scenarios]
-                positions = [i + (offset - 1) * width for i in range(len(scenarios))]
+                shift = (offset - (len(measured) - 1) / 2) * width
+                positions = [i + shift for i in range(len(scenarios))]
                 bars = axis.bar(positions, values, width, label=name, color=colours[name])
                 if metric == "rps":
                     axis.bar_label(bars, fmt="%.0f", fontsize=7)
@@ -152,9 +193,8 @@ def chart(report: dict, path: Path) -> None:
                 for i, scenario in enumerate(scenarios):
                     row = rows[scenario]
                     axis.annotate(
-                        f"x{row['ratio_vs_runserver']:.1f} runserver\n"
-                        f"x{row['ratio_vs_raw']:.2f} raw",
-                        (i - width, row["production"]["rps"]),
+                        "\n".join(f"x{row[f'ratio_vs_{name}']:.2f} {name}" for name in references),
+                        (i - (len(measured) - 1) / 2 * width, row["production"]["rps"]),
                         textcoords="offset points",
                         xytext=(0, 14),
                         ha="center",
@@ -166,13 +206,14 @@ def chart(report: dict, path: Path) -> None:
             axis.set_title(f"{title}, {level} connections", fontsize=10)
             axis.grid(axis="y", alpha=0.3)
             axis.margins(y=0.25)
-    axes[0][0].legend(loc="lower left", fontsize=8)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8)
     meta = report["meta"]
     figure.suptitle(
-        f"keepnotes: production vs runserver vs raw WSGI ({report['dataset']['notes']:,} "
+        f"keepnotes: {' vs '.join(measured)}\n({report['dataset']['notes']:,} "
         f"notes, {meta['cpus']} CPUs, medians of {meta['plan']['repetitions']})",
         fontsize=11,
     )
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)

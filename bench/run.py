@@ -1,4 +1,4 @@
-"""The load benchmark: production vs the tutorial's runserver vs a raw WSGI handler, same run.
+"""The load benchmark: production vs runserver, a DRF peer and a raw WSGI handler, same run.
 
 `uv run python -m bench` (full: 100,000 notes, 100 users, 10 s per scenario, 8 and 32
 connections, 3 repetitions) or `uv run python -m bench --quick` (CI: seconds, not minutes).
@@ -18,7 +18,7 @@ from bench.load import require_wrk
 from bench.phases import leave_database, run, say
 from bench.processes import Server
 from bench.report import write_reports
-from bench.scenarios import Plan
+from bench.scenarios import CONFIGS, SCENARIOS, Plan
 
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -31,6 +31,17 @@ def parse_arguments(argv: list[str] | None) -> tuple[Plan, Path, bool]:
     parser.add_argument("--seconds", type=int, help="load per scenario and configuration")
     parser.add_argument("--connections", help="comma-separated concurrency levels, e.g. 8,32")
     parser.add_argument("--repetitions", type=int, help="runs of everything; medians reported")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument(
+        "--configurations",
+        default=",".join(CONFIGS),
+        help=f"comma-separated, of {', '.join(CONFIGS)} (default: all; production and any "
+        "--variant always run): e.g. production,raw to measure variants in a shorter run",
+    )
     parser.add_argument(
         "--production-env",
         action="append",
@@ -51,6 +62,13 @@ def parse_arguments(argv: list[str] | None) -> tuple[Plan, Path, bool]:
         "--results", type=Path, default=DEFAULT_RESULTS, help="where reports go (bench/results)"
     )
     parser.add_argument("--keep-data", action="store_true", help="keep the database folder")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="MINUTES",
+        help="instead: a steady mixed load for MINUTES, watching memory (bench/soak.py; "
+        "`--soak 1 --help` lists its options)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     production_env = {}
@@ -66,11 +84,13 @@ def parse_arguments(argv: list[str] | None) -> tuple[Plan, Path, bool]:
         if not sep or not label or any(not eq for _, eq, _ in pairs):
             parser.error(f"--variant wants LABEL:NAME=VALUE,..., not {item!r}")
         variants[f"variant {label}"] = {name: value for name, _, value in pairs}
+    scenarios = _choose(parser, "--scenarios", args.scenarios, SCENARIOS)
+    configurations = _choose(parser, "--configurations", args.configurations, CONFIGS)
     connections = args.connections or ("8" if quick else "8,32")
     plan = Plan(
         users=args.users or (10 if quick else 100),
         notes=args.notes or (2_000 if quick else 100_000),
-        seconds=args.seconds or (2 if quick else 10),
+        seconds=args.seconds or (1 if quick else 10),
         warmup_seconds=0 if quick else 2,
         connections=[int(level) for level in connections.split(",")],
         repetitions=args.repetitions or (1 if quick else 3),
@@ -80,11 +100,29 @@ def parse_arguments(argv: list[str] | None) -> tuple[Plan, Path, bool]:
         production_env=production_env,
         variants=variants,
         quick=quick,
+        scenarios=scenarios,
+        configurations=["production", *(name for name in configurations if name != "production")],
+        after_restart_seconds=2 if quick else 10,
+        after_restart_window_seconds=1 if quick else 2,
     )
     return plan, args.results, args.keep_data
 
 
+def _choose(parser, option: str, given: str, known: dict) -> list[str]:
+    """The names `given` (comma-separated) in `known`'s order; an unknown name is an error."""
+    names = {name.strip() for name in given.split(",") if name.strip()}
+    unknown = sorted(names - set(known))
+    if unknown or not names:
+        parser.error(f"{option} takes names from {', '.join(known)}, not {given!r}")
+    return [name for name in known if name in names]
+
+
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if any(argument.split("=")[0] == "--soak" for argument in arguments):
+        from bench import soak
+
+        return soak.main(arguments)
     plan, results_root, keep_data = parse_arguments(argv)
     try:
         wrk = require_wrk()

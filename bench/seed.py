@@ -30,6 +30,7 @@ def vocabulary(size: int = VOCABULARY_SIZE) -> list[str]:
 
 @dataclass(frozen=True)
 class Owner:
+    user_id: int
     token: str
     first_id: int
     last_id: int
@@ -94,7 +95,12 @@ def seed(*, users: int, notes: int) -> tuple[list[Owner], list[str]]:
     users_by_id = get_user_model().objects.in_bulk([row[0] for row in ranges])
     owners = [
         # The app's own service: tokens are hashed exactly as the server checks them.
-        Owner(token=token_create(user=users_by_id[owner_id])[0], first_id=first, last_id=last)
+        Owner(
+            user_id=owner_id,
+            token=token_create(user=users_by_id[owner_id])[0],
+            first_id=first,
+            last_id=last,
+        )
         for owner_id, first, last, _ in ranges
     ]
     return owners, words
