@@ -14,6 +14,7 @@ import pytest
 import yaml
 from django.conf import settings
 
+from server.wsgi_servers import server_options
 from tests.support.caddy import adapted_caddyfile
 from tests.support.container_files import (
     REPO,
@@ -67,6 +68,9 @@ def test_caddy_buffers_whole_bodies_and_bounds_how_long_a_client_takes():
     assert proxy["request_buffers"] >= settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     assert proxy["transport"]["dial_timeout"] > 0
     assert proxy["transport"]["response_header_timeout"] > 0
+    # Idle upstream connections end on Caddy's side first (nanoseconds), not the app's.
+    app_keepalive_ns = server_options()["keepalive"] * 1_000_000_000
+    assert 0 < proxy["transport"]["keep_alive"]["idle_timeout"] < app_keepalive_ns
 
 
 def test_every_compose_image_is_a_pinned_release():
