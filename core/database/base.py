@@ -15,12 +15,16 @@ alike; `connect_timeout` and TCP keep-alives are the defence there.
 import select
 
 from django.db.backends.postgresql import base
+from psycopg.pq import TransactionStatus
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def is_usable(self) -> bool:
         connection = self.connection
         if connection is None or connection.closed or connection.broken:
+            return False
+        # Inside a failed transaction a query fails too, as `SELECT 1` would tell.
+        if connection.info.transaction_status == TransactionStatus.INERROR:
             return False
         poller = select.poll()
         try:

@@ -55,3 +55,13 @@ def test_a_session_the_server_ended_is_not_reused(kept):
 def test_a_closed_connection_is_not_usable(kept):
     kept.connection.close()
     assert not kept.is_usable()
+
+
+@pytest.mark.django_db
+def test_a_connection_inside_a_failed_transaction_is_not_usable(kept):
+    kept.connection.autocommit = False
+    with pytest.raises(Exception, match="division by zero"), kept.connection.cursor() as cursor:
+        cursor.execute("SELECT 1 / 0")
+    assert not kept.is_usable(), "its next query would fail: Django's SELECT 1 says so too"
+    kept.connection.rollback()
+    assert kept.is_usable()
