@@ -52,15 +52,16 @@ def run_wrk(
     done = subprocess.run(
         command, env=environ, capture_output=True, text=True, timeout=seconds + 60, check=False
     )
-    line = next(
-        (line for line in done.stdout.splitlines() if line.startswith("BENCH_RESULT ")), None
-    )
-    if done.returncode != 0 or line is None:
-        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return wrk_result(done.returncode, done.stdout, done.stderr)
+
+
+def wrk_result(returncode: int, stdout: str, stderr: str) -> dict:
+    """The numbers of one wrk run, from common.lua's BENCH_RESULT summary line."""
+    line = next((line for line in stdout.splitlines() if line.startswith("BENCH_RESULT ")), None)
+    if returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({returncode}):\n{stdout}\n{stderr}")
     raw = json.loads(line.removeprefix("BENCH_RESULT "))
-    errors = sum(raw[key] for key in raw if key.endswith("_errors") or key == "timeouts")
-    if raw["requests"] == 0:
-        errors += 1  # not one answer: a broken server, whatever wrk counted
+    detail = {key: raw[key] for key in raw if key.endswith("_errors") or key == "timeouts"}
     return {
         "rps": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
         "p50_ms": round(raw["p50_us"] / 1000, 2),
@@ -68,8 +69,9 @@ def run_wrk(
         "p99_ms": round(raw["p99_us"] / 1000, 2),
         "max_ms": round(raw["max_us"] / 1000, 2),
         "requests": raw["requests"],
-        "errors": errors,
-        "error_detail": {k: raw[k] for k in raw if k.endswith("_errors") or k == "timeouts"},
+        # Not one answer is a broken server, whatever wrk counted.
+        "errors": sum(detail.values()) + (raw["requests"] == 0),
+        "error_detail": detail,
     }
 
 

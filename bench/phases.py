@@ -3,15 +3,19 @@
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import slow_clients
 from bench.drf_peer import launch as drf_peer
+from bench.errors import BenchError
 from bench.load import pgbench_prepare, run_pgbench, run_wrk, write_dataset
 from bench.processes import (
     REPO,
@@ -78,17 +82,11 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     }
 
     # 2. The dataset, through the app's own settings and token service.
-    for name in [key for key in os.environ if key.startswith(("DJANGO_", "DB_", "DATABASE_URL"))]:
-        del os.environ[name]
-    os.environ.update(child_environment(data_dir))
-    import django
-
-    django.setup()
+    join_database(data_dir)
     from django.db import connection
 
     from bench import seed
 
-    connection.ensure_connection()  # joins the running embedded PostgreSQL
     say(f"Seeding {plan.notes} notes for {plan.users} users")
     seeding_started = time.monotonic()
     owners, words = seed.seed(users=plan.users, notes=plan.notes)
@@ -269,6 +267,47 @@ def load_after_restart(
         "window_s": window,
         "windows": windows,
     }
+
+
+def measure_in_scratch(measure: Callable[[Path, list], dict], keep_data: bool, prefix: str):
+    """`measure(work, servers)` in a throwaway folder. Afterwards, whatever happened, the servers
+    it started are stopped, Django leaves the database, and the folder goes unless kept.
+    Returns its report, or None when it failed (and said why)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    servers: list = []
+    try:
+        return measure(work, servers)
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    finally:
+        for server in servers:
+            server.stop()
+        leave_database()
+        if keep_data:
+            say(f"Database folder kept: {work / 'data'}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def publish(out_dir: Path, latest: Path) -> None:
+    """A run's reports, not its logs, copied to `latest` in place of the last run's."""
+    shutil.rmtree(latest, ignore_errors=True)
+    shutil.copytree(out_dir, latest, ignore=shutil.ignore_patterns("logs"))
+
+
+def join_database(data_dir: Path) -> None:
+    """Set Django up in this process on the benchmark's data folder, and join its running
+    embedded PostgreSQL (for seeding and counting; `leave_database` undoes it)."""
+    for name in [key for key in os.environ if key.startswith(("DJANGO_", "DB_", "DATABASE_URL"))]:
+        del os.environ[name]
+    os.environ.update(child_environment(data_dir))
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    connection.ensure_connection()
 
 
 def leave_database() -> None:

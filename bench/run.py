@@ -7,16 +7,13 @@ how the configurations compare, which is what matters on a shared, noisy machine
 """
 
 import argparse
-import shutil
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.load import require_wrk
-from bench.phases import leave_database, run, say
-from bench.processes import Server
+from bench.phases import measure_in_scratch, publish, run, say
 from bench.report import write_reports
 from bench.scenarios import CONFIGS, SCENARIOS, Plan
 
@@ -129,29 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = results_root / stamp
+    out_dir = results_root / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="keepnotes-bench-"))
-    servers: list[Server] = []
-    try:
-        report = run(plan, wrk, work, out_dir, servers)
-    except BenchError as error:
-        print(f"error: {error}", file=sys.stderr)
+    report = measure_in_scratch(
+        lambda work, servers: run(plan, wrk, work, out_dir, servers), keep_data, "keepnotes-bench-"
+    )
+    if report is None:
         return 1
-    finally:
-        for server in servers:
-            server.stop()
-        leave_database()
-        if keep_data:
-            say(f"Database folder kept: {work / 'data'}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-
     written = write_reports(report, out_dir)
     latest = results_root / "latest"
-    shutil.rmtree(latest, ignore_errors=True)
-    shutil.copytree(out_dir, latest, ignore=shutil.ignore_patterns("logs"))
+    publish(out_dir, latest)
     for path in written:
         say(f"Wrote {path}")
     say(f"Copied to {latest}")

@@ -8,14 +8,9 @@ import time
 import pytest
 
 from bench.errors import BenchError
-from bench.soak import (
-    growth,
-    growth_per_hour,
-    memory_of_processes,
-    pace_delay_ms,
-    process_groups,
-    sample_memory,
-)
+from bench.soak import pace_delay_ms
+from bench.soak_memory import memory_of_processes, process_groups, sample_memory
+from bench.soak_report import growth, growth_per_hour
 
 # Allocates MIB mebibytes of written (so resident) memory when told to, then waits to be killed.
 ALLOCATOR = """
