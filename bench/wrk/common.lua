@@ -47,6 +47,18 @@ function common.headers(user, extra)
    return headers
 end
 
+-- A new note's JSON body: a two-word title and a body of 40 words from the dataset's
+-- vocabulary (about 250 bytes); `tags(words)` gives the inside of its JSON tag list.
+function common.note_json(tags)
+   local words = common.data.words
+   local body = {}
+   for i = 1, 40 do
+      body[i] = words[math.random(#words)]
+   end
+   return string.format('{"title": "%s %s", "body": "%s", "tags": [%s]}',
+      body[1], body[2], table.concat(body, " "), tags(body))
+end
+
 function common.done(summary, latency, requests)
    local errors = summary.errors
    io.write(string.format(

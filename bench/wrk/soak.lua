@@ -18,14 +18,7 @@ function delay()
 end
 
 local function write_request(user)
-   local words = common.data.words
-   local body = {}
-   for i = 1, 40 do
-      body[i] = words[math.random(#words)]
-   end
-   local payload = string.format(
-      '{"title": "%s %s", "body": "%s", "tags": ["soak"]}',
-      body[1], body[2], table.concat(body, " "))
+   local payload = common.note_json(function() return '"soak"' end)
    return wrk.format("POST", "/api/v1/notes", common.headers(user, json), payload)
 end
 

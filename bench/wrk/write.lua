@@ -5,13 +5,6 @@ setup, init, done = common.setup, common.init, common.done
 local json = { ["Content-Type"] = "application/json" }
 
 function request()
-   local words = common.data.words
-   local body = {}
-   for i = 1, 40 do
-      body[i] = words[math.random(#words)]
-   end
-   local payload = string.format(
-      '{"title": "%s %s", "body": "%s", "tags": ["bench", "%s"]}',
-      body[1], body[2], table.concat(body, " "), body[3])
+   local payload = common.note_json(function(words) return '"bench", "' .. words[3] .. '"' end)
    return wrk.format("POST", "/api/v1/notes", common.headers(common.user(), json), payload)
 end

@@ -251,6 +251,18 @@ def test_the_backup_service_streams_a_configured_servers_wal_and_takes_a_base_ba
     assert verified.returncode == 0, verified.stderr
 
 
+def run_once(command: list[str], environ: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    """A service's command run to its end in this checkout, as `docker compose run` would."""
+    return subprocess.run(
+        command,
+        cwd=REPO,
+        env=command_env(tmp_path / "data", **environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_the_backup_service_says_so_and_exits_when_the_database_is_unreachable(services, tmp_path):
     """One clear line and a non-zero exit; compose's `restart: unless-stopped` tries again."""
     database = {
@@ -261,14 +273,7 @@ def test_the_backup_service_says_so_and_exits_when_the_database_is_unreachable(s
         "PASSWORD": "x",
     }
     command, environ = backup_service(services["backup"], database=database, work=tmp_path)
-    result = subprocess.run(
-        command,
-        cwd=REPO,
-        env=command_env(tmp_path / "data", **environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_once(command, environ, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "CommandError: Cannot start continuous backups of keepnotes at " in result.stderr
     assert "Traceback" not in result.stderr
@@ -372,14 +377,7 @@ def test_a_point_in_time_restore_of_a_configured_server_wants_its_data_folder_mo
     }
     command, environ = backup_service(services["backup"], database=database, work=tmp_path)
     environ.pop("PGDATA", None)
-    result = subprocess.run(
-        [*command[:2], "restore", "--to", "2026-01-25T10:14:00Z"],
-        cwd=REPO,
-        env=command_env(tmp_path / "data", **environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_once([*command[:2], "restore", "--to", "2026-01-25T10:14:00Z"], environ, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "PGDATA is unset" in result.stderr
     assert "docker compose run --rm restore python manage.py restore --latest" in result.stderr
