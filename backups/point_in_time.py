@@ -266,8 +266,19 @@ class TargetNotReached(BackupError):
 
 
 def _stopped(server, offset: int) -> BackupError:
-    lines = [line for line in _log_since(server, offset).splitlines() if "FATAL" in line]
-    text = lines[-1].split("FATAL:", 1)[-1].strip() if lines else "see " + str(server.log_file)
+    return stopped_error(_log_since(server, offset), server.log_file)
+
+
+# What PostgreSQL tells a client that connects while it starts, recovers or stops: the poll
+# above gets these too, and as they can be the log's last FATAL they would hide the cause.
+_REFUSED_CONNECTION = "the database system is "
+
+
+def stopped_error(log: str, log_file) -> BackupError:
+    """Why recovery stopped: the last FATAL in `log` that is not a refused connection."""
+    fatal = [line.split("FATAL:", 1)[1].strip() for line in log.splitlines() if "FATAL:" in line]
+    reasons = [reason for reason in fatal if not reason.startswith(_REFUSED_CONNECTION)]
+    text = reasons[-1] if reasons else f"see {log_file}"
     if "before configured recovery target" in text:
         return TargetNotReached(
             f"PostgreSQL stopped while replaying the WAL: {text}: the archive ends before that "
