@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from secrets import token_urlsafe
 
+import psycopg
 import pytest
 import yaml
 
@@ -226,13 +227,20 @@ def test_the_backup_service_streams_a_configured_servers_wal_and_takes_a_base_ba
         assert cursor.fetchone() == (0,), f"{SLOT} exists already: another protect on this server?"
     command, environ = backup_service(services["backup"], database=database, work=tmp_path)
     folder = tmp_path / "backups"
+
+    def streaming(output: str) -> bool:
+        if not list(folder.glob("base/*.json")):
+            return False
+        if list(folder.glob("wal/*/*.partial")):
+            return True
+        # The base backup ends on a WAL segment boundary, and an idle server writes no more
+        # WAL for seconds (a standby snapshot every 15 s): commit something for it to stream.
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+            other.execute("SELECT pg_current_xact_id()")
+        return False
+
     try:
-        output = run_until(
-            command,
-            environ,
-            tmp_path / "protect.log",
-            lambda out: list(folder.glob("base/*.json")) and list(folder.glob("wal/*/*.partial")),
-        )
+        output = run_until(command, environ, tmp_path / "protect.log", streaming)
     finally:
         with connection.cursor() as cursor:  # a slot left behind would keep WAL forever
             cursor.execute(
