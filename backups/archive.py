@@ -32,6 +32,8 @@ from backups.tools import tool
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 LEDGER = "SHA256SUMS"
+# pg_basebackup's manifest names the database it copied near its start (PostgreSQL 17 and on).
+SYSTEM_IDENTIFIER = re.compile(rb'"System-Identifier": (\d+)')
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,25 @@ class BaseBackup:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def system_identifier(self) -> str | None:
+        """Which database this is a copy of: initdb gives each its own, a restore keeps it."""
+        try:
+            with open(self.path / "backup_manifest", "rb") as manifest:
+                found = SYSTEM_IDENTIFIER.search(manifest.read(512))
+        except OSError:
+            return None
+        return found.group(1).decode() if found else None
+
+
+@dataclass(frozen=True)
+class History:
+    """One database's part of the archive: its base backups, and the WAL of their chains."""
+
+    system_identifier: str | None
+    base_backups: list[BaseBackup]
+    latest: datetime  # the newest point it can be restored to
 
 
 @dataclass(frozen=True)
@@ -143,15 +164,29 @@ class Archive:
             return []
         return sorted(path for path in folder.iterdir() if SEGMENT.match(path.name))
 
-    def newest_wal_time(self) -> datetime | None:
-        """When the receiver last wrote WAL: the latest point the archive can restore to."""
+    def newest_wal_time(self, chains: list[str] | None = None) -> datetime | None:
+        """When the receiver last wrote WAL (into `chains`, or any): the latest restorable point."""
         times = [
             path.stat().st_mtime
-            for chain in self.chains()
+            for chain in (self.chains() if chains is None else chains)
+            if self.wal_dir(chain).is_dir()
             for path in self.wal_dir(chain).iterdir()
             if SEGMENT.match(path.name.removesuffix(".partial"))
         ]
         return datetime.fromtimestamp(max(times), UTC) if times else None
+
+    def histories(self) -> list[History]:
+        """The databases the archive holds, in the order they first came. One, unless another
+        database (a new initdb: a lost data folder or volume, then a start) was protected here."""
+        groups: dict[str | None, list[BaseBackup]] = {}
+        for backup in self.base_backups():
+            groups.setdefault(backup.system_identifier, []).append(backup)
+        histories = []
+        for identifier, backups in groups.items():
+            wal = self.newest_wal_time(sorted({backup.chain for backup in backups}))
+            latest = max(wal, backups[-1].ended) if wal else backups[-1].ended
+            histories.append(History(identifier, backups, latest))
+        return histories
 
     def window(self) -> tuple[datetime, datetime] | None:
         """(earliest, latest) recoverable points; None without a base backup."""

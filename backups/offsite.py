@@ -91,6 +91,19 @@ class OffSite:
             "barman-cloud-wal-archive", "--gzip", self.url, self.server_name, str(path), timeout=120
         )
 
+    def check_new_history(self, timeline: int) -> None:
+        """Before a new history ships anything: the store must hold no WAL on `timeline` or a
+        later one. Another database's would be overwritten, as its segments have the same
+        names (a new database starts at timeline 1); a restored one is on a later timeline."""
+        self.run(
+            "barman-cloud-check-wal-archive",
+            "--timeline",
+            str(timeline),
+            self.url,
+            self.server_name,
+            timeout=120,
+        )
+
     def ship_pending(self, wal_dir: Path, names: list[str]) -> int:
         """Ship the segments in `names` not shipped yet, in order, stopping at the first
         failure (raised); how many went."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from backups.archive import Archive, BaseBackup
+from backups.archive import Archive, BaseBackup, History
 from backups.base_backup import verify
 from backups.errors import BackupError
 from pgembedded import access, cluster
@@ -48,18 +48,39 @@ def parse_target(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def choose_base(archive: Archive, target: datetime | None) -> BaseBackup:
-    """The newest base backup that ended before `target` (None: the newest of all)."""
+def newest_base(archive: Archive) -> BaseBackup:
     backups = archive.base_backups()
-    window = archive.window()
-    if not backups or window is None:
+    if not backups:
         raise BackupError(
             f"No base backup in {archive.base_dir}: nothing to restore from (`serve` takes one "
             f"at its first start, `manage.py backup` takes one now). Nothing was changed."
         )
+    return backups[-1]
+
+
+def choose_base(
+    archive: Archive, target: datetime | None, database: str | None = None
+) -> BaseBackup:
+    """The newest base backup that ended before `target` (None: the newest of all), of
+    `database` (a system identifier) when given."""
+    newest = newest_base(archive)
+    histories = archive.histories()
+    if database is not None:
+        histories = [history for history in histories if history.system_identifier == database]
+        if not histories:
+            raise BackupError(
+                f"The archive {archive.folder} holds no database {database} (`restore --list` "
+                f"names those it holds). Nothing was changed."
+            )
+    elif target is None and newest.system_identifier != histories[0].system_identifier:
+        raise BackupError(which_database(archive, histories))
+    backups = sorted(
+        (backup for history in histories for backup in history.base_backups),
+        key=lambda backup: backup.ended,
+    )
     if target is None:
         return backups[-1]
-    earliest, latest = window
+    earliest, latest = backups[0].ended, max(history.latest for history in histories)
     if not earliest <= target <= latest:
         raise BackupError(
             f"{target.isoformat()} is outside the recoverable window, {earliest.isoformat()} to "
@@ -68,17 +89,36 @@ def choose_base(archive: Archive, target: datetime | None) -> BaseBackup:
     return [backup for backup in backups if backup.ended <= target][-1]
 
 
+def which_database(archive: Archive, histories: list[History]) -> str:
+    """--latest when the newest base backup is of a database that came after another: it may be
+    the empty one a start made after the data was lost, so the choice is the operator's. (A
+    database restored after such a start is the first again, and --latest takes it.)"""
+    lines = [
+        f"The archive {archive.folder} holds {len(histories)} databases: a new one was created "
+        f"and protected after the first (a lost data folder or volume, then a start before the "
+        f"restore?), and --latest would restore the new one. Choose; nothing was changed:"
+    ]
+    for history in histories:
+        identifier = history.system_identifier or "?"
+        first = history.base_backups[0].ended.isoformat(timespec="seconds")
+        lines.append(
+            f"  database {identifier}, {first} to {history.latest.isoformat(timespec='seconds')}: "
+            f"restore --latest --database {identifier}"
+        )
+    return "\n".join(lines)
+
+
 class LocalSource:
     """The archive on this machine (BACKUP_DIR): base backups and the WAL pg_receivewal wrote."""
 
-    def __init__(self, archive: Archive):
-        self.archive = archive
+    def __init__(self, archive: Archive, database: str | None = None):
+        self.archive, self.database = archive, database
 
     def describe(self) -> str:
         return str(self.archive.folder)
 
     def choose(self, target: datetime | None) -> BaseBackup:
-        return choose_base(self.archive, target)
+        return choose_base(self.archive, target, self.database)
 
     def latest(self) -> datetime | None:
         return self.archive.newest_wal_time()

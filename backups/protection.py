@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import psycopg
+
 from backups.archive import Archive
 from backups.base_backup import take_base_backup
 from backups.errors import BackupError
@@ -33,6 +35,7 @@ APPLICATION = "keepnotes-backup"
 CHECK_SECONDS = 1.0
 DISK_CHECK_SECONDS = 10.0  # one short connection to the server each time
 OFFSITE_BASE = "OFFSITE_BASE"  # in a chain's folder: its off-site base backup was taken
+OFFSITE_CHECK = "OFFSITE_CHECK"  # in a new history's folder until the store is checked for it
 SHIPPABLE = r"[0-9A-F]{24}|[0-9A-F]{8}\.history"
 RESTART_SECONDS = 2.0
 logger = logging.getLogger("backups")
@@ -76,6 +79,7 @@ class Protection(threading.Thread):
         self.offsite, self.offsite_every = offsite, offsite_every
         self.offsite_base_due = False
         self._last_partial, self._partial_state = 0.0, None
+        self._next_offsite_check = 0.0
 
     def claim(self) -> bool:
         """Take the archive's lock (one protecting process per folder) and ready the slot."""
@@ -91,12 +95,40 @@ class Protection(threading.Thread):
         self.chain = self.archive.current_chain()
         if made or self.chain is None:
             self.chain = self.archive.new_chain()  # a new history: a new chain, a base first
+            (self.archive.wal_dir(self.chain) / OFFSITE_CHECK).touch()
+            self._warn_if_another_database_came_first()
         self.needs_base = made or not any(
             backup.chain == self.chain for backup in self.archive.base_backups()
         )
         marker = self.archive.wal_dir(self.chain) / OFFSITE_BASE
         self.offsite_base_due = self.offsite is not None and not marker.exists()
         return True
+
+    def _warn_if_another_database_came_first(self) -> None:
+        """A new database where the archive protected another: after a lost data folder or
+        volume, a start before the restore creates an empty one. Both histories are kept (the
+        new one may already take writes), and `restore --latest` asks which."""
+        histories = self.archive.histories()
+        if not histories:
+            return
+        try:
+            with self.server.connect(dbname="postgres", autocommit=True) as connection:
+                (current,) = connection.execute(
+                    "SELECT system_identifier::text FROM pg_control_system()"
+                ).fetchone()
+        except psycopg.Error:  # a role without pg_monitor, say: protect all the same
+            return
+        before = max(histories, key=lambda history: history.latest)
+        if current not in {history.system_identifier for history in histories}:
+            self.warn(
+                f"This is a new database (system {current}), and the archive "
+                f"{self.archive.folder} holds another's history (database "
+                f"{before.system_identifier}, recoverable to "
+                f"{before.latest.isoformat(timespec='seconds')}). Both are kept. If this one was "
+                f"created after that one was lost, stop the app and restore it now: "
+                f"`manage.py restore --latest --database {before.system_identifier} --force` "
+                f"(compose: through the `restore` service, docs/data-safety.md)."
+            )
 
     def stop(self) -> None:
         if os.getpid() != self._owner_pid:
@@ -180,7 +212,9 @@ class Protection(threading.Thread):
         """Complete segments to the store, and every `offsite_every` s the one being written
         (as `<name>.partial`, replaced as it grows; barman-cloud-wal-restore falls back to it)."""
         folder = self.archive.wal_dir(self.chain)
-        if self.offsite_base_due and not self.needs_base:
+        if self.needs_base or not self._offsite_store_takes_this_history(folder):
+            return
+        if self.offsite_base_due:
             try:
                 self.offsite.base_backup(self._settings())
             except BackupError as error:
@@ -198,6 +232,28 @@ class Protection(threading.Thread):
             return
         if shipped and self.archive.error_file.exists():
             self.archive.error_file.unlink(missing_ok=True)
+
+    def _offsite_store_takes_this_history(self, folder) -> bool:
+        """A new history ships nothing until the store is checked for it, once (a minute
+        between tries): after a lost disk, a fresh start must not overwrite the copy."""
+        if not (folder / OFFSITE_CHECK).exists():
+            return True
+        if time.time() < self._next_offsite_check:
+            return False
+        base = [backup for backup in self.archive.base_backups() if backup.chain == self.chain][-1]
+        try:
+            self.offsite.check_new_history(base.timeline)
+        except BackupError as error:
+            self._next_offsite_check = time.time() + 60
+            self._record_error(
+                f"Nothing is sent off-site: {self.offsite.describe()} already holds WAL of "
+                f"timeline {base.timeline} or later, another database's (a new one after a lost "
+                f"disk?), which this one's would overwrite. Restore from it first, or give this "
+                f"database its own BACKUP_URL. ({error})"
+            )
+            return False
+        (folder / OFFSITE_CHECK).unlink()
+        return True
 
     def _ship_partial(self, folder) -> int:
         partials = sorted(folder.glob("*.partial"))

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from backups.archive import Archive
 from backups.errors import BackupError
-from backups.point_in_time import LocalSource, recover, write_recovery_settings
+from backups.point_in_time import LocalSource, newest_base, recover, write_recovery_settings
 from core.env import private_folder
 from pgembedded.postgres import DATABASE, EmbeddedPostgres
 
@@ -33,7 +33,7 @@ class Drill:
 
 def verify_restore(*, archive: Archive, data_dir: Path, live_counts: dict[str, int], say) -> Drill:
     source = LocalSource(archive)
-    base = source.choose(None)
+    base = newest_base(archive)  # of the live database, whose tables the drill compares
     source.check(base, say)
     folder = data_dir / "verify-restore"
     shutil.rmtree(folder, ignore_errors=True)

@@ -88,13 +88,12 @@ class SeaweedFS:
         self.client().create_bucket(Bucket=name)
 
     def keys(self, bucket: str) -> list[str]:
-        found, token = [], {}
-        while True:
-            page = self.client().list_objects_v2(Bucket=bucket, **token)
-            found += [item["Key"] for item in page.get("Contents", [])]
-            if not page.get("IsTruncated"):
-                return found
-            token = {"ContinuationToken": page["NextContinuationToken"]}
+        return list(self.objects(bucket))
+
+    def objects(self, bucket: str) -> dict[str, str]:
+        """Every key in `bucket` with its ETag: what changes when an object is overwritten."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return {item["Key"]: item["ETag"] for page in pages for item in page.get("Contents", [])}
 
     def secrets(self, folder: Path) -> dict[str, str]:
         """The app's environment for this store: endpoint and credentials as *_FILE secrets."""

@@ -4,15 +4,12 @@ then the whole data folder, local archive included, is lost, and `restore --to T
 brings back exactly the notes acknowledged before T.
 """
 
-import os
 import re
-import signal
 import time
 from datetime import UTC, datetime
 
 import pytest
 
-from pgembedded.postgres import EmbeddedPostgres
 from tests.support.pitr import Writers, lose_folder, power_cut, stored_titles
 from tests.support.processes import Server, manage
 from tests.support.seaweedfs import SeaweedFS
@@ -97,6 +94,27 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
     assert len(before) > 10 and after
     assert [title for title in before if titles[title] != 1] == [], "acked before T: once each"
     assert set(titles) & after == set(), "nothing sent after T"
-    pid = EmbeddedPostgres(data_dir).running_pid()
-    if pid is not None:
-        os.kill(pid, signal.SIGKILL)
+
+    # The restored database is on a new timeline: its history may ship into the same store.
+    server = Server(data_dir, shipped=True, **environ)
+    try:
+        wait_until(lambda: list(marker.glob("*/OFFSITE_BASE")), "the restored one's off-site base")
+    finally:
+        power_cut(server, data_dir)
+    lose_folder(data_dir)
+
+    # A new, empty database after the lost disk, started before anyone restores: it is
+    # protected locally, but sends nothing to the store, whose WAL its own would overwrite.
+    objects = store.objects(BUCKET)
+    server = Server(data_dir, shipped=True, **environ)
+    try:
+        error = data_dir / "backups" / "last_error.txt"
+        wait_until(
+            lambda: error.exists() and "Nothing is sent off-site" in error.read_text(), "a refusal"
+        )
+        assert "already holds WAL of timeline 1 or later" in error.read_text()
+        [chain] = marker.iterdir()
+        assert not (chain / "SHIPPED").exists() and not (chain / "OFFSITE_BASE").exists()
+    finally:
+        power_cut(server, data_dir)
+    assert store.objects(BUCKET) == objects, "the store's copy is as it was"

@@ -4,6 +4,7 @@ caught before anything is changed; undoing the damage makes the same restore wor
 """
 
 import os
+import re
 import signal
 import time
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pgembedded.postgres import EmbeddedPostgres
-from tests.support.pitr import stored_titles, wait_for_base_backup
+from tests.support.pitr import lose_folder, stored_titles, wait_for_base_backup
 from tests.support.processes import Server, manage
 
 
@@ -157,3 +158,58 @@ def test_the_wal_queue_warning_comes_well_before_the_disk_is_full():
     assert wal_queue_warning(200 * megabyte, 10_000 * megabyte) is None
     warning = wal_queue_warning(200 * megabyte, 799 * megabyte)  # a quarter of the free space
     assert warning and "WARNING" in warning
+
+
+def test_a_new_database_made_after_a_lost_data_folder_is_never_restored_by_guess(tmp_path, servers):
+    """The data folder is lost and `serve` starts again before anyone restores: it creates an
+    empty database, and protects it into the same archive. `--latest` must not pick that one
+    silently; it names both, and each can be restored by its system identifier. Once the lost
+    one is restored and served again, it is the newest, and `--latest` takes it."""
+    data_dir = tmp_path / "data"
+    kept = {f"kept {number}": 1 for number in range(5)}
+    server = serve_until_base_backups(data_dir, 1, servers)
+    token = server.token()
+    for title in kept:
+        assert server.request("POST", "/api/v1/notes", {"title": title}, token)[0] == 201
+    assert server.stop() == 0
+    lose_folder(data_dir / "postgres")
+
+    server = serve_until_base_backups(data_dir, 2, servers)  # a new initdb: an empty database
+    assert server.request("POST", "/api/v1/notes", {"title": "new"}, server.token())[0] == 201
+    assert server.stop() == 0
+    assert "This is a new database" in server.log.read_text(), server.log.read_text()
+
+    guessed = manage(data_dir, "restore", "--latest", "--force", BACKUP_DIR="")
+    assert guessed.returncode == 1, guessed.stdout + guessed.stderr
+    assert "holds 2 databases" in guessed.stderr, guessed.stderr
+    lost, new = re.findall(r"restore --latest --database (\d+)", guessed.stderr)
+    assert lost != new
+    assert stored_titles(data_dir) == {"new": 1}, "nothing was changed"
+    listed = manage(data_dir, "restore", "--list", BACKUP_DIR="")
+    assert f"database {lost}," in listed.stdout and f"database {new}," in listed.stdout
+
+    # The control: the newest history is the new database's, which --latest used to restore.
+    restored = manage(data_dir, "restore", "--latest", "--database", new, "--force", BACKUP_DIR="")
+    assert restored.returncode == 0, restored.stderr
+    assert stored_titles(data_dir) == {"new": 1}
+    restored = manage(data_dir, "restore", "--latest", "--database", lost, "--force", BACKUP_DIR="")
+    assert restored.returncode == 0, restored.stderr
+    assert stored_titles(data_dir) == kept
+
+    server = serve_until_base_backups(data_dir, 3, servers)  # the lost one, protected again
+    assert server.stop() == 0
+    assert "This is a new database" not in server.log.read_text()
+    latest = manage(data_dir, "restore", "--latest", "--force", BACKUP_DIR="")
+    assert latest.returncode == 0, latest.stderr
+    assert stored_titles(data_dir) == kept
+
+
+def serve_until_base_backups(data_dir: Path, count: int, servers: list) -> Server:
+    """`serve` as shipped (no task worker: a quiet archive), until `count` base backups exist."""
+    server = Server(data_dir, shipped=True, BACKUP_DIR="", TASK_WORKERS="0")
+    servers.append(server)
+    deadline = time.monotonic() + 30
+    while len(list((data_dir / "backups" / "base").glob("*.json"))) < count:
+        assert time.monotonic() < deadline, f"no base backup number {count}"
+        time.sleep(0.1)
+    return server

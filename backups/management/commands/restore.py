@@ -43,6 +43,12 @@ class Command(BaseCommand):
             "the newest pg_dump file in the folder)",
         )
         parser.add_argument(
+            "--database",
+            metavar="SYSTEM_ID",
+            help="when the archive holds more than one database (`--list` names them), "
+            "restore this one's history",
+        )
+        parser.add_argument(
             "--list",
             action="store_true",
             help="show the recoverable window and the base backups; restore nothing",
@@ -69,8 +75,14 @@ class Command(BaseCommand):
         try:
             if options["list"]:
                 return self.list(archive)
+            if options["database"] and options["to"] is None and not options["latest"]:
+                raise CommandError("--database goes with --latest or --to.")
             continuous = archive.base_backups() or settings.BACKUP_URL
-            if options["to"] is not None or (options["latest"] and continuous):
+            if (
+                options["to"] is not None
+                or options["database"]
+                or (options["latest"] and continuous)
+            ):
                 return self.restore_point(options, archive)
             self.restore(options)
         except BackupError as error:
@@ -86,8 +98,13 @@ class Command(BaseCommand):
         source = (
             OffSiteSource(offsite)
             if offsite is not None and not archive.base_backups()
-            else LocalSource(archive)
+            else LocalSource(archive, database=options["database"])
         )
+        if options["database"] and isinstance(source, OffSiteSource):
+            raise CommandError(
+                "--database chooses within the local archive, which has no base backup; the "
+                "off-site store holds one database per BACKUP_URL."
+            )
         done = restore_to(
             server=server,
             source=source,
@@ -141,11 +158,16 @@ class Command(BaseCommand):
             f"{latest.isoformat(timespec='milliseconds')} (archive {archive.folder})"
         )
         self.stdout.write(f"{len(backups)} base backups, oldest first:")
-        for backup in backups:
+        for history in archive.histories():
             self.stdout.write(
-                f"  {backup.name}  ended {backup.ended.isoformat(timespec='seconds')}  "
-                f"timeline {backup.timeline}  {human_size(folder_bytes(backup.path))}"
+                f"database {history.system_identifier or '?'}, recoverable to "
+                f"{history.latest.isoformat(timespec='milliseconds')}:"
             )
+            for backup in history.base_backups:
+                self.stdout.write(
+                    f"  {backup.name}  ended {backup.ended.isoformat(timespec='seconds')}  "
+                    f"timeline {backup.timeline}  {human_size(folder_bytes(backup.path))}"
+                )
 
     def restore(self, options) -> None:
         folder = (options["dir"] or default_folder()).resolve()
