@@ -7,6 +7,7 @@ server wrote, else how long ago the receiver last wrote (or its own lag while it
 import shutil
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from backups.archive import Archive
 from backups.offsite import SHIPPED
@@ -17,10 +18,12 @@ from backups.protection import (
 )
 
 
-def archive_report(server, archive: Archive, fetchone) -> dict:
-    """The archive's state; the database part only when the server is running.
+def archive_report(archive: Archive, fetchone, *, running: bool, disk: Path) -> dict:
+    """The archive's state; the database part only when the server is `running`.
 
     `fetchone(sql, params)` runs a query on the server (Django's connection, already open).
+    `disk` is the folder on the server's disk, whose free space bounds the WAL the slot keeps:
+    the data folder, or on a configured server the archive's (see backups.configured_server).
     """
     backups = archive.base_backups()
     window = archive.window()
@@ -33,7 +36,7 @@ def archive_report(server, archive: Archive, fetchone) -> dict:
         "offsite_waiting_segments": offsite_waiting(archive),
     }
     newest = archive.newest_wal_time()
-    if server.running_pid() is None:
+    if not running:
         report["streaming"] = False
         return report
     row = fetchone(
@@ -54,7 +57,7 @@ def archive_report(server, archive: Archive, fetchone) -> dict:
         rpo = float(flush_lag)
     else:
         rpo = time.time() - newest.timestamp() if newest else None
-    free = shutil.disk_usage(server.pgdata).free
+    free = shutil.disk_usage(disk).free
     report |= {
         "streaming": bool(active),
         "unarchived_bytes": unarchived,
@@ -96,7 +99,8 @@ def readiness_entry() -> dict | None:
     if not settings.BACKUP_PROTECTION:
         return {"state": "off"}
     try:
-        report = archive_report(connection.embedded_server(), archive, django_fetchone)
+        server = connection.embedded_server()
+        report = archive_report(archive, django_fetchone, running=True, disk=server.pgdata)
     except Exception as error:  # a probe must answer whatever happens
         return {"state": "unknown", "error": str(error).splitlines()[0][:200]}
     state = "streaming" if report.get("streaming") else "behind"

@@ -228,10 +228,14 @@ def test_the_backup_service_streams_a_configured_servers_wal_and_takes_a_base_ba
     command, environ = backup_service(services["backup"], database=database, work=tmp_path)
     folder = tmp_path / "backups"
 
+    status = []
+
     def streaming(output: str) -> bool:
         if not list(folder.glob("base/*.json")):
             return False
         if list(folder.glob("wal/*/*.partial")):
+            # `status` in the service, as an operator runs it (`docker compose run backup`).
+            status.append(run_once([sys.executable, "manage.py", "status"], environ, tmp_path))
             return True
         # The base backup ends on a WAL segment boundary, and an idle server writes no more
         # WAL for seconds (a standby snapshot every 15 s): commit something for it to stream.
@@ -249,6 +253,10 @@ def test_the_backup_service_streams_a_configured_servers_wal_and_takes_a_base_ba
                 [SLOT],
             )
     assert f"Continuous backups of {database['NAME']} at " in output, output
+    [shown] = status
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert f"Archive:     {folder} (WAL streamed by pg_receivewal)" in shown.stdout, shown.stdout
+    assert re.search(r"RPO: +\d+ ms \(streaming, \d+ bytes", shown.stdout), shown.stdout
     (base,) = folder.glob("base/*.json")
     assert json.loads(base.read_text())["timeline"] >= 1
     verified = subprocess.run(

@@ -123,13 +123,20 @@ class Command(BaseCommand):
         return report
 
     def continuous_report(self, folder: Path) -> dict:
-        if not settings.EMBEDDED_DATABASE:
-            return {}
-        server = connection.embedded_server()
+        archive = Archive(folder)
+        if settings.EMBEDDED_DATABASE:
+            server = connection.embedded_server()
+            running, disk = server.running_pid() is not None, server.pgdata
+        elif archive.current_chain() is not None:
+            # A configured server protected into this folder (compose: `status` run in the
+            # backup service, which mounts the archive). One that does not answer is an error.
+            running, disk = True, folder
+        else:
+            return {}  # protected elsewhere, if at all (its own archiving: docs/data-safety.md)
         if not settings.BACKUP_PROTECTION:
             return {"continuous": {"state": "off (BACKUP_PROTECTION=off)"}}
         try:
-            report = archive_report(server, Archive(folder), django_fetchone)
+            report = archive_report(archive, django_fetchone, running=running, disk=disk)
         except (BackupError, DatabaseError) as error:
             return {"continuous": {"error": first_line(error)}}
         return {"continuous": report}
