@@ -38,6 +38,7 @@ variables, so a password never appears on a command line. Safety, step by step:
 | `protection.py` | pg_receivewal kept running, base backups when due, the WAL queue warning |
 | `startup.py` | `serve` starting `manage.py protect` |
 | `archive_status.py` | RPO, window, last error: for `status` and `/readyz` |
+| `healthcheck.py` | the compose `backup` service's health: the current history backed up |
 | `point_in_time.py` | restoring the data folder to a time, in a scratch folder first |
 | `configured_server.py` | a configured server (compose `db`) as `protect` streams it |
 | `mounted_data_folder.py` | a configured server's data folder mounted here, for `restore` |

@@ -133,6 +133,9 @@ class Archive:
                 )
         return sorted(found, key=lambda backup: backup.ended)
 
+    def has_base_backup(self, chain: str) -> bool:
+        return any(backup.chain == chain for backup in self.base_backups())
+
     def record_base_backup(
         self, path: Path, *, chain: str, started: datetime, ended: datetime
     ) -> BaseBackup:

@@ -97,9 +97,7 @@ class Protection(threading.Thread):
             self.chain = self.archive.new_chain()  # a new history: a new chain, a base first
             (self.archive.wal_dir(self.chain) / OFFSITE_CHECK).touch()
             self._warn_if_another_database_came_first()
-        self.needs_base = made or not any(
-            backup.chain == self.chain for backup in self.archive.base_backups()
-        )
+        self.needs_base = made or not self.archive.has_base_backup(self.chain)
         marker = self.archive.wal_dir(self.chain) / OFFSITE_BASE
         self.offsite_base_due = self.offsite is not None and not marker.exists()
         return True

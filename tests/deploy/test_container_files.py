@@ -5,6 +5,7 @@ No Docker engine and no database needed (and no Django import).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -266,20 +267,33 @@ def test_no_compose_file_runs_postgresql_programs_of_its_own():
             assert not re.search(r"pg_dump|pg_restore|psql", run), (name, service_name)
 
 
-def test_the_backup_healthcheck_wants_a_base_backup_and_no_error(compose, tmp_path):
+def test_the_backup_healthcheck_wants_a_base_backup_of_the_current_history_and_no_error(
+    compose, tmp_path
+):
+    """The service's own check command, run here on archive folders laid out as `protect`
+    writes them."""
     kind, *command = compose["services"]["backup"]["healthcheck"]["test"]
-    assert kind == "CMD" and command[:2] == ["python", "-c"]
-    script = command[2].replace("/backups", str(tmp_path))
+    assert kind == "CMD" and command[0] == "python"
+    command = [sys.executable, *(part.replace("/backups", str(tmp_path)) for part in command[1:])]
 
     def check() -> bool:
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
-        return result.returncode == 0
+        return subprocess.run(command, cwd=REPO, capture_output=True, timeout=30).returncode == 0
 
-    assert not check(), "no base backup yet"
-    (tmp_path / "base").mkdir()
-    (tmp_path / "base" / "20260101T000000Z.partial").mkdir()
+    def base_backup(stamp: str, chain: str) -> None:
+        info = {"started": f"{stamp[:4]}-01-01T00:00:00+00:00", "start_wal": "0" * 24}
+        info |= {"ended": f"{stamp[:4]}-01-01T00:00:01+00:00", "timeline": 1, "chain": chain}
+        (tmp_path / "base" / stamp).mkdir()
+        (tmp_path / "base" / f"{stamp}.json").write_text(json.dumps(info))
+
+    assert not check(), "no archive yet"
+    (tmp_path / "wal" / "20260101T000000Z").mkdir(parents=True)
+    (tmp_path / "base" / "20260101T000000Z.partial").mkdir(parents=True)
     assert not check(), "an unfinished base backup is none"
-    (tmp_path / "base" / "20260101T000000Z.json").write_text("{}")
+    base_backup("20260101T000000Z", chain="20260101T000000Z")
+    assert check()
+    (tmp_path / "wal" / "20270101T000000Z").mkdir()  # a restore: a new history streams now
+    assert not check(), "only the earlier history has a base backup"
+    base_backup("20270101T000000Z", chain="20270101T000000Z")
     assert check()
     (tmp_path / "last_error.txt").write_text("pg_receivewal stopped")
     assert not check(), "the receiver's error"
