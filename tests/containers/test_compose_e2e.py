@@ -273,12 +273,9 @@ def test_restore_latest_brings_back_every_acknowledged_note_after_a_killed_db_an
 def wait_for_a_base_backup_of_the_current_history(stack, timeout: float = 120) -> None:
     """After a restore, the backup service starts a new history with a base backup of its own:
     until then --latest would restore the older history's newest point."""
-    check = (
-        "import glob, json, os, sys; newest = max(glob.glob('/backups/base/*.json')); "
-        "sys.exit(json.load(open(newest))['chain'] != sorted(os.listdir('/backups/wal'))[-1])"
-    )
+    check = ["exec", "-T", "backup", "python", "-m", "backups.healthcheck", "/backups"]
     deadline = time.monotonic() + timeout
-    while stack.compose("exec", "-T", "backup", "python", "-c", check, check=False).returncode:
+    while stack.compose(*check, check=False).returncode:  # the service's own health check
         assert time.monotonic() < deadline, "no base backup of the current history"
         time.sleep(1)
 
