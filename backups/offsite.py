@@ -24,6 +24,15 @@ from backups.tools import libpq_environment
 from core import env
 
 SHIPPED = "SHIPPED"
+# barman-cloud's exit code when it reached the store and the operation itself failed (2 is a
+# network error, 4 any other): for barman-cloud-check-wal-archive, "not usable for this WAL".
+OPERATION_FAILED = 1
+
+
+class OffSiteCommandFailed(BackupError):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,9 @@ class OffSite:
         if result.returncode != 0:
             output = result.stderr + result.stdout
             reason = error_lines(output) or (output.strip().splitlines() or ["?"])[-1]
-            raise BackupError(f"{name} failed (exit {result.returncode}): {reason}")
+            raise OffSiteCommandFailed(
+                f"{name} failed (exit {result.returncode}): {reason}", result.returncode
+            )
         return result.stdout
 
     # -- what the protection does ------------------------------------------------------------------
@@ -91,18 +102,25 @@ class OffSite:
             "barman-cloud-wal-archive", "--gzip", self.url, self.server_name, str(path), timeout=120
         )
 
-    def check_new_history(self, timeline: int) -> None:
-        """Before a new history ships anything: the store must hold no WAL on `timeline` or a
-        later one. Another database's would be overwritten, as its segments have the same
-        names (a new database starts at timeline 1); a restored one is on a later timeline."""
-        self.run(
-            "barman-cloud-check-wal-archive",
-            "--timeline",
-            str(timeline),
-            self.url,
-            self.server_name,
-            timeout=120,
-        )
+    def takes_new_history(self, timeline: int) -> bool:
+        """Before a new history ships anything: whether the store holds no WAL on `timeline`
+        or a later one. Another database's would be overwritten, as its segments have the same
+        names (a new database starts at timeline 1); a restored one is on a later timeline.
+        A store that cannot be checked raises."""
+        try:
+            self.run(
+                "barman-cloud-check-wal-archive",
+                "--timeline",
+                str(timeline),
+                self.url,
+                self.server_name,
+                timeout=120,
+            )
+        except OffSiteCommandFailed as error:
+            if error.exit_code == OPERATION_FAILED:
+                return False
+            raise
+        return True
 
     def ship_pending(self, wal_dir: Path, names: list[str]) -> int:
         """Ship the segments in `names` not shipped yet, in order, stopping at the first

@@ -240,15 +240,18 @@ class Protection(threading.Thread):
             return False
         base = [backup for backup in self.archive.base_backups() if backup.chain == self.chain][-1]
         try:
-            self.offsite.check_new_history(base.timeline)
+            takes = self.offsite.takes_new_history(base.timeline)
         except BackupError as error:
-            self._next_offsite_check = time.time() + 60
-            self._record_error(
-                f"Nothing is sent off-site: {self.offsite.describe()} already holds WAL of "
-                f"timeline {base.timeline} or later, another database's (a new one after a lost "
-                f"disk?), which this one's would overwrite. Restore from it first, or give this "
-                f"database its own BACKUP_URL. ({error})"
+            takes, reason = False, f"it could not be checked for this new history: {error}"
+        else:
+            reason = (
+                f"it already holds WAL of timeline {base.timeline} or later, another "
+                f"database's (a new one after a lost disk?), which this one's would overwrite. "
+                f"Restore from it first, or give this database its own BACKUP_URL"
             )
+        if not takes:
+            self._next_offsite_check = time.time() + 60
+            self._record_error(f"Nothing is sent to {self.offsite.describe()} yet: {reason}.")
             return False
         (folder / OFFSITE_CHECK).unlink()
         return True

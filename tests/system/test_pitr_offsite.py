@@ -7,9 +7,12 @@ brings back exactly the notes acknowledged before T.
 import re
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from backups.errors import BackupError
+from backups.offsite import OffSite
 from tests.support.pitr import Writers, lose_folder, power_cut, stored_titles
 from tests.support.processes import Server, manage
 from tests.support.seaweedfs import SeaweedFS
@@ -110,7 +113,7 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
     try:
         error = data_dir / "backups" / "last_error.txt"
         wait_until(
-            lambda: error.exists() and "Nothing is sent off-site" in error.read_text(), "a refusal"
+            lambda: error.exists() and "Nothing is sent to s3://" in error.read_text(), "a refusal"
         )
         assert "already holds WAL of timeline 1 or later" in error.read_text()
         [chain] = marker.iterdir()
@@ -118,3 +121,27 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
     finally:
         power_cut(server, data_dir)
     assert store.objects(BUCKET) == objects, "the store's copy is as it was"
+
+
+def test_a_new_history_is_taken_only_by_a_store_without_wal_of_its_timeline(tmp_path, store):
+    """barman-cloud-check-wal-archive's three answers, from the real store: yes, no, and "cannot
+    tell", which must not read as a store holding another database's WAL."""
+    secrets = {
+        name.removesuffix("_FILE"): Path(path).read_text().strip()
+        for name, path in store.secrets(tmp_path / "secrets").items()
+    }
+    offsite = OffSite(
+        url=f"s3://{BUCKET}/check",
+        server_name="keepnotes",
+        endpoint=secrets.pop("BACKUP_ENDPOINT_URL"),
+        credentials=secrets,
+    )
+    assert offsite.takes_new_history(1), "an empty store"
+    segment = tmp_path / "000000010000000000000003"
+    segment.write_bytes(b"WAL of timeline 1")
+    offsite.ship_wal(segment)
+    assert not offsite.takes_new_history(1), "a new database: timeline 1 again"
+    assert offsite.takes_new_history(2), "a restored one, on the next timeline"
+    store.stop()
+    with pytest.raises(BackupError, match="exit 2"):
+        offsite.takes_new_history(2)
