@@ -198,13 +198,7 @@ def test_a_lost_db_volume_comes_back_with_restore(stack, container_results):
     password = secrets.token_urlsafe(24)
     stack.create_superuser(RESTORE_USER, password)
     token = stack.api_token(RESTORE_USER, password)
-    browser = Browser(stack.base_url)
-    titles = {f"kept by the archive {number} {secrets.token_hex(3)}" for number in range(20)}
-    for title in titles:
-        answer = browser.request(
-            "POST", "/api/v1/notes", json_body={"title": title, "body": "."}, token=token
-        )
-        assert answer.status == 201, answer.body
+    titles = write_notes(stack, token, "kept by the archive", 20)
     wait_until_archived(stack)
     before_the_loss = datetime.now(UTC).isoformat()
 
@@ -215,6 +209,11 @@ def test_a_lost_db_volume_comes_back_with_restore(stack, container_results):
     container_results["up_to_ready_seconds_empty_db"] = round(stack.up(), 1)
     # Negative control: without the restore, the notes and the token are gone.
     assert Browser(stack.base_url).request("GET", "/api/v1/notes", token=token).status == 401
+    # The backup service noticed a new database where the archive held another's, and said so.
+    deadline = time.monotonic() + 60
+    while "This is a new database" not in service_log(stack, "backup"):
+        assert time.monotonic() < deadline, service_log(stack, "backup")
+        time.sleep(1)
 
     # Refused while the db runs, and nothing is touched.
     refused = restore(stack, "--to", before_the_loss, "--force", check=False)
@@ -230,10 +229,7 @@ def test_a_lost_db_volume_comes_back_with_restore(stack, container_results):
     assert "postgres.before-restore-" in restored.stdout, "the empty database moved aside"
     container_results["up_to_ready_seconds_restored"] = round(stack.up(), 1)
 
-    browser = Browser(stack.base_url)
-    listed = browser.request("GET", "/api/v1/notes?limit=100", token=token)
-    assert listed.status == 200, listed.body
-    assert {note["title"] for note in listed.json()["items"]} == titles
+    assert note_titles(stack, token) == titles
     # Protected again: a new history (the restored server's timeline), a new base backup.
     stack.wait_healthy("backup", timeout=180)
     assert len(stack.exec("backup", "sh", "-c", "ls -d /backups/wal/*/").split()) >= 2
@@ -248,13 +244,7 @@ def test_restore_latest_brings_back_every_acknowledged_note_after_a_killed_db_an
     stack.create_superuser(LATEST_USER, password)
     token = stack.api_token(LATEST_USER, password)
     wait_for_a_base_backup_of_the_current_history(stack)
-    browser = Browser(stack.base_url)
-    titles = {f"acknowledged {number} {secrets.token_hex(3)}" for number in range(50)}
-    for title in titles:
-        answer = browser.request(
-            "POST", "/api/v1/notes", json_body={"title": title, "body": "."}, token=token
-        )
-        assert answer.status == 201, answer.body
+    titles = write_notes(stack, token, "acknowledged", 50)
     stack.compose("kill", "db", timeout=120)  # at once: no wait for the archive
 
     stack.down()
@@ -263,11 +253,32 @@ def test_restore_latest_brings_back_every_acknowledged_note_after_a_killed_db_an
     assert "Restored from /backups to its newest point" in restored.stdout, restored.stdout
     stack.up()
 
-    listed = Browser(stack.base_url).request("GET", "/api/v1/notes?limit=100", token=token)
-    assert listed.status == 200, listed.body
-    back = {note["title"] for note in listed.json()["items"]}
+    back = note_titles(stack, token)
     container_results["notes_lost_with_latest"] = f"{len(titles - back)} of {len(titles)}"
     assert back == titles
+
+
+def write_notes(stack, token: str, prefix: str, count: int) -> set[str]:
+    """`count` notes over the API, each acknowledged (201): their titles."""
+    browser = Browser(stack.base_url)
+    titles = {f"{prefix} {number} {secrets.token_hex(3)}" for number in range(count)}
+    for title in titles:
+        answer = browser.request(
+            "POST", "/api/v1/notes", json_body={"title": title, "body": "."}, token=token
+        )
+        assert answer.status == 201, answer.body
+    return titles
+
+
+def service_log(stack, service: str) -> str:
+    shown = stack.compose("logs", service, check=False, log_file=None)
+    return shown.stdout + shown.stderr
+
+
+def note_titles(stack, token: str) -> set[str]:
+    listed = Browser(stack.base_url).request("GET", "/api/v1/notes?limit=100", token=token)
+    assert listed.status == 200, listed.body
+    return {note["title"] for note in listed.json()["items"]}
 
 
 def wait_for_a_base_backup_of_the_current_history(stack, timeout: float = 120) -> None:
