@@ -267,6 +267,33 @@ def test_the_backup_service_streams_a_configured_servers_wal_and_takes_a_base_ba
     assert verified.returncode == 0, verified.stderr
 
 
+@pytest.mark.django_db
+def test_with_backup_protection_off_the_backup_service_idles_and_archives_nothing(
+    services, tmp_path
+):
+    """Off in .env turns the service off too; it waits rather than exits, so that
+    `restart: unless-stopped` does not start it again and again."""
+    from django.db import connection
+
+    assert "BACKUP_PROTECTION" in dict(environment_items(services["backup"]))
+    connection.ensure_connection()
+    command, environ = backup_service(
+        services["backup"], database=connection.settings_dict, work=tmp_path
+    )
+    environ["BACKUP_PROTECTION"] = "off"  # as compose passes it through from .env
+    try:
+        output = run_until(command, environ, tmp_path / "protect.log", lambda out: "are off" in out)
+    finally:
+        with connection.cursor() as cursor:  # the old code made one
+            cursor.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND NOT active",
+                [SLOT],
+            )
+    assert "Continuous backups are off (BACKUP_PROTECTION=off)" in output, output
+    assert not (tmp_path / "backups").exists(), "nothing archived"
+
+
 def run_once(command: list[str], environ: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     """A service's command run to its end in this checkout, as `docker compose run` would."""
     return subprocess.run(

@@ -25,6 +25,18 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        stopping = threading.Event()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: stopping.set())
+        if not settings.BACKUP_PROTECTION:
+            # Idle rather than exit: compose's `restart: unless-stopped` would start it again.
+            self.stdout.write(
+                "Continuous backups are off (BACKUP_PROTECTION=off): nothing is archived. "
+                "Waiting to be stopped."
+            )
+            while not stopping.wait(1.0):
+                pass
+            return
         archive = Archive(default_folder())
         if settings.EMBEDDED_DATABASE:
             server = connection.embedded_server()
@@ -56,9 +68,6 @@ class Command(BaseCommand):
             f"Continuous backups of {describe_database(connection)} into {archive.folder}: WAL "
             f"streamed as written{offsite}{first}"
         )
-        stopping = threading.Event()
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, lambda *_: stopping.set())
         protection.start()
         while not stopping.wait(1.0) and protection.is_alive():
             pass
