@@ -16,6 +16,7 @@ from ninja.renderers import BaseRenderer
 
 from accounts.api import BearerToken, auth_router, me_router
 from accounts.throttle import LoginThrottled
+from core.api_docs import api_docs_visible
 from core.fields import PATTERN_MESSAGES
 from core.schemas import ErrorOut
 from notes.api import routes as notes_router
@@ -125,9 +126,9 @@ def _docs_access(view):
     def wrapper(request, *args, **kwargs):
         if settings.API_DOCS == "off":
             raise Http404
-        if settings.API_DOCS == "staff":
-            return for_staff(request, *args, **kwargs)
-        return view(request, *args, **kwargs)
+        if api_docs_visible(request):
+            return view(request, *args, **kwargs)
+        return for_staff(request, *args, **kwargs)  # to the admin's login
 
     return wrapper
 

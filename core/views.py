@@ -7,6 +7,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from . import health
+from .api_docs import api_docs_visible
 
 
 @require_safe
@@ -14,7 +15,9 @@ def landing(request: HttpRequest) -> HttpResponse:
     database = health.database_description()
     if not health.shows_details(request):
         database = {"connected": database["connected"]}
-    return render(request, "landing.html", {"database": database})
+    return render(
+        request, "landing.html", {"database": database, "api_docs": api_docs_visible(request)}
+    )
 
 
 @never_cache

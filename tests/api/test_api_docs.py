@@ -77,3 +77,20 @@ def test_the_api_itself_does_not_depend_on_the_docs(settings, api):
 def test_the_test_settings_serve_public_docs(settings):
     """DJANGO_HTTPS is off in the suite: the default is public (test_fuzz.py loads the schema)."""
     assert settings.API_DOCS == "public"
+
+
+@pytest.mark.parametrize(
+    ("setting", "shown_to_anyone", "shown_to_staff"),
+    [("public", True, True), ("staff", False, True), ("off", False, False)],
+)
+def test_the_landing_page_links_the_docs_only_for_those_who_may_read_them(
+    settings, staff_browser, user_browser, setting, shown_to_anyone, shown_to_staff
+):
+    settings.API_DOCS = setting
+
+    for caller, shown in [(Client(), shown_to_anyone), (user_browser, shown_to_anyone)]:
+        page = caller.get("/")
+        assert page.status_code == 200
+        assert (b'href="/api/docs"' in page.content) is shown, (setting, caller)
+    assert (b'href="/api/docs"' in staff_browser.get("/").content) is shown_to_staff
+    assert b'href="/admin/"' in Client().get("/").content, "the other links stay"
