@@ -235,11 +235,18 @@ class Archive:
     # -- retention ---------------------------------------------------------------------------------
 
     def prune(self, *, keep_days: int, now: float | None = None) -> list[str]:
-        """Delete base backups older than `keep_days` (never the newest), and the WAL only they
-        needed (pg_archivecleanup); the names of the base backups deleted."""
-        backups = self.base_backups()
+        """Delete base backups older than `keep_days`, and the WAL only they needed
+        (pg_archivecleanup); the names of the base backups deleted.
+
+        Never the newest of each database: after a lost data folder and a fresh start, the lost
+        database's last state would otherwise go `keep_days` later, unrestored (`histories`)."""
         cutoff = (now or time.time()) - keep_days * 86400
-        doomed = [backup for backup in backups[:-1] if backup.ended.timestamp() < cutoff]
+        kept = {history.base_backups[-1].path for history in self.histories()}
+        doomed = [
+            backup
+            for backup in self.base_backups()
+            if backup.ended.timestamp() < cutoff and backup.path not in kept
+        ]
         for backup in doomed:
             remove_tree(backup.path)
             backup.path.with_name(backup.name + ".json").unlink(missing_ok=True)
