@@ -1,5 +1,6 @@
 """The processes under test: ports, environments, servers, and what their process trees use."""
 
+import argparse
 import os
 import signal
 import socket
@@ -19,6 +20,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def environment_assignment(text: str) -> tuple[str, str]:
+    """`--production-env NAME=VALUE`, as argparse reads it (`type=`; `dict()` of the list)."""
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"wants NAME=VALUE, not {text!r}")
+    return name, value
 
 
 def child_environment(data_dir: Path, **extra: str) -> dict:

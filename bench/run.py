@@ -14,6 +14,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.load import require_wrk
 from bench.phases import measure_in_scratch, publish, run, say
+from bench.processes import environment_assignment
 from bench.report import write_reports
 from bench.scenarios import CONFIGS, SCENARIOS, Plan
 
@@ -43,6 +44,7 @@ def parse_arguments(argv: list[str] | None) -> tuple[Plan, Path, bool]:
         "--production-env",
         action="append",
         default=[],
+        type=environment_assignment,
         metavar="NAME=VALUE",
         help="environment for the production server (and the raw one's server), e.g. "
         "WEB_CONCURRENCY=3; repeatable",
@@ -68,12 +70,6 @@ def parse_arguments(argv: list[str] | None) -> tuple[Plan, Path, bool]:
     )
     args = parser.parse_args(argv)
     quick = args.quick
-    production_env = {}
-    for item in args.production_env:
-        name, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--production-env wants NAME=VALUE, not {item!r}")
-        production_env[name] = value
     variants = {}
     for item in args.variant:
         label, sep, assignments = item.partition(":")
@@ -94,7 +90,7 @@ def parse_arguments(argv: list[str] | None) -> tuple[Plan, Path, bool]:
         pgbench_seconds=2 if quick else 5,
         pgbench_scale=1 if quick else 10,
         wrk_threads=2,
-        production_env=production_env,
+        production_env=dict(args.production_env),
         variants=variants,
         quick=quick,
         scenarios=scenarios,

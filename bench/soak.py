@@ -28,7 +28,7 @@ from bench.phases import (
     publish,
     say,
 )
-from bench.processes import Server, child_environment, postgres_pid
+from bench.processes import Server, child_environment, environment_assignment, postgres_pid
 from bench.soak_memory import describe_groups, sample_memory
 from bench.soak_report import growth, write_reports
 
@@ -175,6 +175,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "--production-env",
         action="append",
         default=[],
+        type=environment_assignment,
         metavar="NAME=VALUE",
         help="environment for the server, e.g. WEB_SERVER=granian; repeatable",
     )
@@ -185,13 +186,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.soak <= 0 or args.sample_seconds < 2:
         parser.error("--soak wants a positive number of minutes, --sample-seconds at least 2")
-    environ = {}
-    for item in args.production_env:
-        name, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--production-env wants NAME=VALUE, not {item!r}")
-        environ[name] = value
-    args.production_env = environ
+    args.production_env = dict(args.production_env)
     return args
 
 
