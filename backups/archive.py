@@ -133,8 +133,11 @@ class Archive:
                 )
         return sorted(found, key=lambda backup: backup.ended)
 
-    def has_base_backup(self, chain: str) -> bool:
-        return any(backup.chain == chain for backup in self.base_backups())
+    def newest_base_backup(self, chain: str) -> BaseBackup | None:
+        """The newest complete base backup that starts `chain`'s history, if any."""
+        return next(
+            (backup for backup in reversed(self.base_backups()) if backup.chain == chain), None
+        )
 
     def record_base_backup(
         self, path: Path, *, chain: str, started: datetime, ended: datetime

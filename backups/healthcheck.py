@@ -15,7 +15,9 @@ from backups.archive import Archive
 
 def healthy(archive: Archive) -> bool:
     chain = archive.current_chain()
-    return chain is not None and archive.has_base_backup(chain) and not archive.error_file.exists()
+    if chain is None or archive.error_file.exists():
+        return False
+    return archive.newest_base_backup(chain) is not None
 
 
 if __name__ == "__main__":

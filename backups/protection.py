@@ -97,7 +97,7 @@ class Protection(threading.Thread):
             self.chain = self.archive.new_chain()  # a new history: a new chain, a base first
             (self.archive.wal_dir(self.chain) / OFFSITE_CHECK).touch()
             self._warn_if_another_database_came_first()
-        self.needs_base = made or not self.archive.has_base_backup(self.chain)
+        self.needs_base = made or self.archive.newest_base_backup(self.chain) is None
         marker = self.archive.wal_dir(self.chain) / OFFSITE_BASE
         self.offsite_base_due = self.offsite is not None and not marker.exists()
         return True
@@ -238,7 +238,7 @@ class Protection(threading.Thread):
             return True
         if time.time() < self._next_offsite_check:
             return False
-        base = [backup for backup in self.archive.base_backups() if backup.chain == self.chain][-1]
+        base = self.archive.newest_base_backup(self.chain)
         try:
             takes = self.offsite.takes_new_history(base.timeline)
         except BackupError as error:
