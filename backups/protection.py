@@ -116,8 +116,8 @@ class Protection(threading.Thread):
                 ).fetchone()
         except psycopg.Error:  # a role without pg_monitor, say: protect all the same
             return
-        before = max(histories, key=lambda history: history.latest)
         if current not in {history.system_identifier for history in histories}:
+            before = max(histories, key=lambda history: history.latest)
             self.warn(
                 f"This is a new database (system {current}), and the archive "
                 f"{self.archive.folder} holds another's history (database "
@@ -210,9 +210,9 @@ class Protection(threading.Thread):
         """Complete segments to the store, and every `offsite_every` s the one being written
         (as `<name>.partial`, replaced as it grows; barman-cloud-wal-restore falls back to it)."""
         folder = self.archive.wal_dir(self.chain)
-        if self.needs_base or not self._offsite_store_takes_this_history(folder):
+        if not self._offsite_store_takes_this_history(folder):
             return
-        if self.offsite_base_due:
+        if self.offsite_base_due and not self.needs_base:
             try:
                 self.offsite.base_backup(self._settings())
             except BackupError as error:
@@ -239,6 +239,8 @@ class Protection(threading.Thread):
         if time.time() < self._next_offsite_check:
             return False
         base = self.archive.newest_base_backup(self.chain)
+        if base is None:
+            return False  # its timeline is its base backup's, taken first
         try:
             takes = self.offsite.takes_new_history(base.timeline)
         except BackupError as error:
