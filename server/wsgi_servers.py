@@ -1,18 +1,16 @@
-"""The production WSGI servers (gunicorn, granian) and the options both are started with.
+"""The production WSGI server (granian) and the options it is started with.
 
-`serve` runs the project's application on them; the benchmark's raw reference handler runs on
-the same code, so both are measured on the same server.
+`serve` runs the project's application on it, behind the front door (server/front_door.py) on
+a Unix socket, or straight on PORT with WEB_FRONT=none; the benchmark's raw reference handler
+runs on the same code, so both are measured on the same server.
 """
 
 import os
+from pathlib import Path
 
-import gunicorn.http.wsgi
 from django.conf import settings
-from django.utils.module_loading import import_string
-from gunicorn.app.base import BaseApplication
 
 from core import env
-from server import metrics_port
 
 
 class ServerConfigError(ValueError):
@@ -24,100 +22,55 @@ def default_workers() -> int:
     return max(2, os.process_cpu_count() or 1)
 
 
-class ProductionServer(BaseApplication):
-    """gunicorn, run inside this process so that stopping it can stop the embedded database."""
-
-    def __init__(self, options: dict, app):
-        self.options = options
-        self.app = app
-        super().__init__()
-
-    def load_config(self):
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self):
-        return self.app
-
-
-class _ResponseWithoutServer(gunicorn.http.wsgi.Response):
-    """gunicorn's HTTP/1 response without its `Server: gunicorn` line.
-
-    gunicorn has no setting for that header, and the application cannot take it off: gunicorn
-    writes it itself. Setting `gunicorn.SERVER` does not help either: gunicorn.http.wsgi copied
-    the name when it was imported, and an empty value still sends the header.
-    """
-
-    def default_headers(self):
-        return [line for line in super().default_headers() if not line.startswith("Server:")]
+def server_options(app_socket: Path | None = None) -> dict:
+    """granian's options: on `app_socket` behind the front, else on LISTEN_HOST:PORT."""
+    return {
+        "server": "granian",
+        "app_socket": app_socket,
+        "host": settings.LISTEN_HOST,
+        "port": settings.PORT,
+        "workers": env.get_int("WEB_CONCURRENCY", default_workers()),
+        "threads": env.get_int("WEB_THREADS", 8),
+        # A worker whose memory grew past this is replaced by a new one, after it has answered
+        # what it holds (granian's resource monitor samples it every WEB_WORKER_RSS_SECONDS).
+        "max_rss_mib": env.get_int("WEB_WORKER_MAX_RSS_MIB", 1024),
+        "rss_sample_seconds": env.get_int("WEB_WORKER_RSS_SECONDS", 30),
+        "access_log": settings.ACCESS_LOG and app_socket is None,  # else the front logs
+    }
 
 
 def run_server(target: str, options: dict) -> None:
-    """Serve the WSGI application at `target` ("module:name") as `options` say.
-
-    The benchmark's raw reference is served by this too, so both run on the same server.
-    """
-    if options["server"] == "granian":
-        _run_granian(target, options)
-        return
-    if options["server"] != "gunicorn":
-        raise ServerConfigError(f"WEB_SERVER is {options['server']!r}: use gunicorn or granian.")
-    gunicorn_options = {key: value for key, value in options.items() if key != "server"}
-    gunicorn.http.wsgi.Response = _ResponseWithoutServer  # what gunicorn.http.wsgi.create makes
-    ProductionServer(gunicorn_options, import_string(target.replace(":", "."))).run()
-
-
-def _run_granian(target: str, options: dict) -> None:
+    """Serve the WSGI application at `target` ("module:name") as `options` say, until stopped."""
     try:
         from granian import Granian
-        from granian.constants import Interfaces
+        from granian.constants import HTTPModes, Interfaces
     except ImportError:  # an install without the project's locked dependencies
-        raise ServerConfigError("WEB_SERVER=granian, but granian is not installed.") from None
-    host, _, port = options["bind"].rpartition(":")
-    host = host.strip("[]")  # an IPv6 address, bracketed in a URL
+        raise ServerConfigError("granian is not installed: run `uv sync`.") from None
+    if options["app_socket"] is not None:
+        where = {"uds": Path(options["app_socket"]), "uds_permissions": 0o600}
+    else:
+        where = {"address": options["host"].strip("[]"), "port": options["port"]}
     Granian(
         target,
-        address=host,
-        port=int(port),
+        **where,
         interface=Interfaces.WSGI,
+        http=HTTPModes.http1,
         workers=options["workers"],
         blocking_threads=options["threads"],
-        log_access=options["accesslog"] is not None,
+        log_access=options["access_log"],
+        log_dictconfig=granian_logging(),
+        respawn_failed_workers=True,
+        workers_max_rss=options["max_rss_mib"],
+        rss_sample_interval=options["rss_sample_seconds"],
         # A worker told to stop while still starting can wait forever (granian 2.8): cap it.
         workers_kill_timeout=10,
     ).serve()
 
 
-def worker_class() -> str:
-    """gthread, reading each request in full before a thread serves it, unless told not to."""
-    if env.get_bool("WEB_BUFFER_REQUESTS", True):
-        return "server.buffering_worker.BufferingThreadWorker"
-    return "gthread"  # slow clients can then hold every thread: only behind a buffering proxy
+def granian_logging() -> dict:
+    """The app's LOGGING, with granian's own loggers on its handler (granian replaces the rest)."""
+    loggers = {name: {"handlers": ["console"], "propagate": False} for name in GRANIAN_LOGGERS}
+    return {**settings.LOGGING, "loggers": {**settings.LOGGING.get("loggers", {}), **loggers}}
 
 
-def server_options() -> dict:
-    return {
-        # gunicorn: its worker is the one that bounds slow clients (server/buffering_worker.py);
-        # granian reads bodies in the serving thread, so behind a buffering proxy only.
-        "server": env.get_str("WEB_SERVER", "gunicorn"),
-        "bind": f"{settings.LISTEN_HOST}:{settings.PORT}",
-        "workers": env.get_int("WEB_CONCURRENCY", default_workers()),
-        "worker_class": worker_class(),
-        "threads": env.get_int("WEB_THREADS", 8),
-        "timeout": 30,
-        "graceful_timeout": 20,
-        "keepalive": 5,
-        # No request-line limit of gunicorn's own (its refusal is an HTML 414): Django refuses a
-        # URL over MAX_URL_BYTES with a JSON 414 (core.middleware.UrlLengthLimitMiddleware). The
-        # headers, request line included, stay bounded by limit_request_field_size and _fields.
-        "limit_request_line": 0,
-        "accesslog": "-" if env.get_bool("ACCESS_LOG", True) else None,
-        "errorlog": "-",
-        "preload_app": True,
-        "proc_name": "keepnotes",
-        # gunicorn's runtime control socket is not used, and needs a writable home folder.
-        "control_socket_disable": True,
-        # The request id on the access line, JSON like the app's logs (observability/).
-        "logger_class": "observability.access_log.GunicornLogger",
-        "child_exit": metrics_port.worker_exited,  # the metrics port forgets a dead worker
-    }
+GRANIAN_LOGGERS = ("_granian", "granian.access")
