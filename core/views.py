@@ -1,5 +1,6 @@
 import sys
 
+from django.core.exceptions import DisallowedHost
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -37,6 +38,15 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503
     )
+
+
+def bad_request(request: HttpRequest, exception=None) -> HttpResponse:
+    """JSON for every page: a client that is refused here is rarely a browser."""
+    if isinstance(exception, DisallowedHost):
+        detail = "The Host header names a host this server does not serve."
+    else:
+        detail = "The request is malformed."
+    return JsonResponse({"detail": detail}, status=400)
 
 
 def not_found(request: HttpRequest, exception=None) -> HttpResponse:

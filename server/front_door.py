@@ -133,7 +133,7 @@ def collected_static() -> Path | None:
     return root if root.is_dir() else None
 
 
-def render(config: FrontConfig, folder: Path, app_socket: Path) -> str:
+def render(config: FrontConfig, folder: Path, app_socket: Path, access_log: Path) -> str:
     return render_to_string(
         "server/nginx.conf",
         {
@@ -157,7 +157,7 @@ def render(config: FrontConfig, folder: Path, app_socket: Path) -> str:
             "authorized_path": config.authorized_path,
             "static_url": "/" + config.static_url.strip("/") + "/",
             "static_root": config.static_root,
-            "access_log": config.access_log,
+            "access_log": access_log if config.access_log else None,
             "log_format": config.log_format,
         },
     )
@@ -182,31 +182,57 @@ class FrontDoor:
         self.folder = Path(tempfile.mkdtemp(prefix="keepnotes-front-"))
         self.app_socket = self.folder / "app.sock"
         self.conf = self.folder / "nginx.conf"
+        # nginx writes its access log into a pipe that serve copies to its own standard output:
+        # nginx would reopen a file at its start (and overwrite, or be overwritten by, serve's
+        # own lines in a file serve's output is redirected to) and cannot open a socket.
+        self._log_read, self._log_write = os.pipe()
+        self._relay = threading.Thread(
+            target=self._relay_access_log, name="access-log", daemon=True
+        )
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._watcher = threading.Thread(target=self._watch, name="front-door", daemon=True)
 
     def start(self) -> None:
-        self.conf.write_text(render(self.config, self.folder, self.app_socket))
+        access_log = Path(f"/dev/fd/{self._log_write}")
+        self.conf.write_text(render(self.config, self.folder, self.app_socket, access_log))
         self._check_config()
+        self._relay.start()
         self.process = self._spawn()
         self._wait_listening()
         self._watcher.start()
+
+    def _relay_access_log(self) -> None:
+        with open(self._log_read, "rb", buffering=0) as lines:
+            for line in iter(lines.readline, b""):
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
 
     def _nginx(self) -> list[str]:
         return [str(nginx_binary()), "-p", str(self.folder), "-c", str(self.conf), "-e", "stderr"]
 
     def _check_config(self) -> None:
         checked = subprocess.run(
-            [*self._nginx(), "-t", "-q"], capture_output=True, text=True, check=False
+            [*self._nginx(), "-t", "-q"],
+            capture_output=True,
+            text=True,
+            check=False,
+            pass_fds=(self._log_write,),
         )
         if checked.returncode != 0:
             self._remove_folder()
             raise FrontDoorError(f"nginx refused its configuration: {checked.stderr.strip()}")
+        # The check leaves a pid file, which is how the start below says it is listening.
+        (self.folder / "nginx.pid").unlink(missing_ok=True)
 
     def _spawn(self) -> subprocess.Popen:
-        return subprocess.Popen(self._nginx(), start_new_session=True, preexec_fn=_die_with_parent)
+        return subprocess.Popen(
+            self._nginx(),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            pass_fds=(self._log_write,),
+        )
 
     def _wait_listening(self) -> None:
         """nginx writes its pid file once its configuration is read and its port is bound."""
@@ -244,3 +270,8 @@ class FrontDoor:
 
     def _remove_folder(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.close(self._log_write)  # the relay reads to the end, then stops
+        if not self._relay.is_alive():
+            with contextlib.suppress(OSError):
+                os.close(self._log_read)
