@@ -258,7 +258,12 @@ for _number, _replica in enumerate(env.database_replicas_from_environment(_datab
     }
     DATABASE_REPLICA_ALIASES.append(f"replica_{_number}")
 if DATABASE_REPLICA_ALIASES:
-    DATABASE_ROUTERS = ["core.replicas.PrimaryReplicaRouter"]
+    # Sessions, users, permissions and tokens are read on the primary: a logout, a deactivation
+    # or a revoked permission acts at once, even on a GET that a replica answers.
+    DATABASE_ROUTERS = [
+        "accounts.routers.AuthenticationOnPrimaryRouter",
+        "core.replicas.PrimaryReplicaRouter",
+    ]
     MIDDLEWARE.insert(
         MIDDLEWARE.index("core.middleware.HealthProbeMiddleware") + 1,
         "core.replicas.ReadYourWritesMiddleware",
