@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -37,7 +38,29 @@ def token_login(
     user = authenticate(request, username=username, password=password)
     if user is None or not user.is_active:
         return None
-    return token_create(user=user)
+    # The password was checked against the row as authenticate() read it. A change saved since
+    # (a new password, one made unusable, a deactivation) revoked only the tokens that existed
+    # then, not this one. So the token is issued only while the row is still as checked, and
+    # the row stays locked until the token is in: a change saved meanwhile waits for this
+    # commit, and then revokes this token with the others.
+    with transaction.atomic():
+        if not _credentials_unchanged(user):
+            return None
+        return token_create(user=user)
+
+
+def _credentials_unchanged(user: AbstractBaseUser) -> bool:
+    """The user's row, locked, still has the password hash just checked and is active.
+
+    FOR NO KEY UPDATE conflicts with the UPDATE of a save; it also makes two logins of one user
+    take turns for the length of one INSERT, which costs nothing worth measuring.
+    """
+    return (
+        type(user)
+        ._base_manager.select_for_update(no_key=True)
+        .filter(pk=user.pk, password=user.password, is_active=True)
+        .exists()
+    )
 
 
 def _attnames(model) -> list[str]:

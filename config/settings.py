@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from core import env
+from core.client_address import PRIVATE_NETWORKS
 from observability import log_format
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -96,13 +97,11 @@ if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # The client's address (login throttling) comes from X-Forwarded-For only when the TCP peer is
 # in one of these networks (comma-separated CIDRs): anyone else could write any address there.
-# Behind a proxy, the private and loopback ranges by default, where a compose network's or a
-# cluster's proxy lives; narrow them where untrusted hosts share those ranges.
-_PRIVATE_NETWORKS = [
-    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # loopback, RFC 1918
-    "::1/128", "fc00::/7",  # loopback, unique local
-]  # fmt: skip
-_proxies = env.get_list("DJANGO_TRUSTED_PROXIES", _PRIVATE_NETWORKS if BEHIND_PROXY else [])
+# Behind a TLS proxy, the private and loopback ranges by default, where a compose network's or a
+# cluster's proxy lives; narrow them where untrusted hosts share those ranges. Without HTTPS,
+# only what DJANGO_TRUSTED_PROXIES says (the Kubernetes dev overlay sets it): a proxy that is
+# not trusted gives every client its own address, and a warning in the log.
+_proxies = env.get_list("DJANGO_TRUSTED_PROXIES", PRIVATE_NETWORKS if BEHIND_PROXY else [])
 try:
     TRUSTED_PROXIES = [ipaddress.ip_network(network, strict=False) for network in _proxies]
 except ValueError as error:
@@ -269,7 +268,12 @@ for _number, _replica in enumerate(env.database_replicas_from_environment(_datab
     }
     DATABASE_REPLICA_ALIASES.append(f"replica_{_number}")
 if DATABASE_REPLICA_ALIASES:
-    DATABASE_ROUTERS = ["core.replicas.PrimaryReplicaRouter"]
+    # Sessions, users, permissions and tokens are read on the primary: a logout, a deactivation
+    # or a revoked permission acts at once, even on a GET that a replica answers.
+    DATABASE_ROUTERS = [
+        "accounts.routers.AuthenticationOnPrimaryRouter",
+        "core.replicas.PrimaryReplicaRouter",
+    ]
     MIDDLEWARE.insert(
         MIDDLEWARE.index("core.middleware.HealthProbeMiddleware") + 1,
         "core.replicas.ReadYourWritesMiddleware",

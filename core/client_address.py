@@ -5,11 +5,22 @@ both believe a forwarded header only from a proxy in settings.TRUSTED_PROXIES.
 """
 
 import ipaddress
+import logging
 
 from django.conf import settings
 from django.http import HttpRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Where a compose network's or a cluster's proxy lives: trusted by default behind HTTPS.
+PRIVATE_NETWORKS = [
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # loopback, RFC 1918
+    "::1/128", "fc00::/7",  # loopback, unique local
+]  # fmt: skip
+_PRIVATE = [ipaddress.ip_network(network) for network in PRIVATE_NETWORKS]
+
+logger = logging.getLogger(__name__)
+_warned_of_an_untrusted_proxy = False
 
 
 def client_address(request: HttpRequest | None) -> str | None:
@@ -24,8 +35,12 @@ def client_address(request: HttpRequest | None) -> str | None:
     if request is None:
         return None
     peer = _parse_ip(request.META.get("REMOTE_ADDR", ""))
-    if peer is None or not _trusted(peer):
-        return None if peer is None else str(peer)
+    if peer is None:
+        return None
+    if not _trusted(peer):
+        if not settings.TRUSTED_PROXIES and "HTTP_X_FORWARDED_FOR" in request.META:
+            _warn_of_an_untrusted_proxy(peer)
+        return str(peer)
     client = peer
     for entry in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
         hop = _parse_ip(entry)
@@ -35,6 +50,25 @@ def client_address(request: HttpRequest | None) -> str | None:
         if not _trusted(hop):
             break
     return str(client)
+
+
+def _warn_of_an_untrusted_proxy(peer: IPAddress) -> None:
+    """Once per process: a private peer that forwards is most likely our own proxy, untrusted.
+
+    Then every client behind it has the proxy's address, and one client's failed logins throttle
+    everyone. Only with no proxy trusted at all: where some are, the peer is someone else.
+    """
+    global _warned_of_an_untrusted_proxy
+    if _warned_of_an_untrusted_proxy or not any(peer in network for network in _PRIVATE):
+        return
+    _warned_of_an_untrusted_proxy = True
+    logger.warning(
+        "A request from %s, a private address, carries X-Forwarded-For, but no proxy is trusted: "
+        "every client behind a proxy there counts as that one address, and the failed logins of "
+        "one lock out all of them. Set DJANGO_TRUSTED_PROXIES to the proxy's addresses "
+        "(docs/configuration.md).",
+        peer,
+    )
 
 
 def _parse_ip(text: str) -> IPAddress | None:

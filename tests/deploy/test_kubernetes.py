@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from functools import cache
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -413,6 +414,21 @@ def test_only_the_ingress_controller_reaches_the_pods_and_they_reach_only_the_da
     assert database["ports"] == [{"port": 5432, "protocol": "TCP"}]
     assert "to" not in dns
     assert {(port["port"], port["protocol"]) for port in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_the_app_trusts_the_ingress_for_the_clients_address(target):
+    """Untrusted, the ingress controller's address would be every client's: the login limits
+    would count them all as one, and one client's failed logins would lock everyone out.
+    Behind HTTPS the app trusts the private ranges by default; without, only what is set."""
+    config = app_config(render(target))
+    if config.get("DJANGO_HTTPS") == "true" and "DJANGO_TRUSTED_PROXIES" not in config:
+        return  # the private ranges, by default
+    assert "DJANGO_TRUSTED_PROXIES" in config, "without HTTPS, no proxy is trusted by default"
+    proxies = [ip_network(cidr) for cidr in config["DJANGO_TRUSTED_PROXIES"].split(",")]
+    # The pod networks of kind and minikube (10.244.0.0/16) and k3d (10.42.0.0/16).
+    for pods in ("10.244.0.0/16", "10.42.0.0/16"):
+        assert any(ip_network(pods).subnet_of(trusted) for trusted in proxies), pods
 
 
 @pytest.mark.parametrize("target", OVERLAYS)

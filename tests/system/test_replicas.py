@@ -20,16 +20,22 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.utils import ConnectionRouter
 from django.test import RequestFactory
 
+from accounts.models import ApiToken, LoginFailure
 from core import env, replicas
 from core.replicas import PrimaryReplicaRouter, routing
 from notes.models import Note
 from pgembedded.postgres import EmbeddedPostgres
 from pgembedded.programs import binaries
 from server import connection_budget
+from tests.support.container_http import Browser
 from tests.support.processes import SUPERUSER, Server
 
 SECRET_KEY = "replica-test-" + "k" * 20 + "-0123456789abcdefghijklmnop"
@@ -289,6 +295,49 @@ def test_a_revoked_token_is_refused_at_once_even_by_reads_from_a_lagging_replica
     wait_until_replayed(primary, standby)
 
 
+def test_a_logged_out_session_is_refused_at_once_even_by_reads_from_a_lagging_replica(servers, api):
+    """Sessions, users and permissions are read on the primary, like tokens: a GET that reads
+    the rest from a replica still sees the logout."""
+    primary, standby = servers
+    base = f"http://127.0.0.1:{api.port}"
+    browser = Browser(base)
+    assert browser.admin_login(SUPERUSER["username"], SUPERUSER["password"]).status == 302
+    [session] = [cookie for cookie in browser.cookies if cookie.name == "sessionid"]
+    status, body = Client(api.port).request("POST", "/api/v1/auth/token", SUPERUSER)
+    assert status == 201, body
+    writer = Client(api.port, body["token"], keeps_cookies=False)
+    wait_for_report(api, {"status": "ok", "lag_seconds": 0.0})
+    time.sleep(replicas.CHECK_INTERVAL_SECONDS + 0.2)  # as in the test above
+    assert writer.request("POST", "/api/v1/notes", {"title": "replayed"})[0] == 201
+    wait_until_replayed(primary, standby)
+
+    query(standby, "SELECT pg_wal_replay_pause()")
+    try:
+        status, note = writer.request("POST", "/api/v1/notes", {"title": "unreplayed"})
+        assert status == 201
+        logout = browser.request(
+            "POST", "/admin/logout/", form={"csrfmiddlewaretoken": browser.csrf_token("/admin/")}
+        )
+        assert logout.status == 200, logout.body
+
+        # The old cookie alone, without the read-your-writes cookie the logout set: a GET that
+        # a replica answers, and the replica still holds the session.
+        stale = Browser(base)
+        stale.cookies.set_cookie(session)
+        for path in ("/admin/", "/admin/auth/user/"):
+            page = stale.request("GET", path)
+            assert page.status == 302, (path, page.status)
+            assert page.headers["Location"].startswith("/admin/login/"), page.headers["Location"]
+        # The replica did answer GETs meanwhile, and still lags.
+        assert writer.request("GET", f"/api/v1/notes/{note['id']}")[0] == 404
+        stored = "SELECT count(*) FROM django_session WHERE session_key = %s"
+        assert query(standby, stored, session.value) == (1,)
+        assert query(primary, stored, session.value) == (0,)
+    finally:
+        query(standby, "SELECT pg_wal_replay_resume()")
+    wait_until_replayed(primary, standby)
+
+
 def test_the_start_sequence_checks_the_connection_budget_of_every_server(api):
     log = api.log.read_text()
     assert (
@@ -321,6 +370,16 @@ def test_the_first_write_sends_the_rest_of_the_request_to_the_primary():
         assert router.db_for_write(Note) == "default"
         assert router.db_for_read(Note) == "default"
     assert state.wrote
+
+
+def test_sessions_users_permissions_and_tokens_are_read_on_the_primary_even_in_a_get():
+    routers = ConnectionRouter(
+        ["accounts.routers.AuthenticationOnPrimaryRouter", "core.replicas.PrimaryReplicaRouter"]
+    )
+    with routing("replica_1"):  # what ReadYourWritesMiddleware does for a GET
+        assert routers.db_for_read(Note) == "replica_1", "other models do read the replica"
+        for model in (Session, get_user_model(), Group, Permission, ApiToken, LoginFailure):
+            assert routers.db_for_read(model) == "default", model
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ import pytest
 from django.test import RequestFactory
 
 from accounts.throttle import counted_address
+from core import client_address as client_address_module
 from core.client_address import client_address
 
 PROXIES = [ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
@@ -88,3 +89,53 @@ def test_ipv4_addresses_are_counted_alone_ipv6_ones_by_their_64():
     assert counted_address("198.51.100.1") == "198.51.100.1"
     assert counted_address("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::"
     assert counted_address(None) is None
+
+
+# -- A proxy in front that nobody trusts ---------------------------------------------------------
+
+UNTRUSTED_PROXY_WARNING = "carries X-Forwarded-For, but no proxy is trusted"
+
+
+@pytest.fixture
+def fresh_process(monkeypatch, settings, caplog):
+    """No proxy trusted, and no warning given yet in this process."""
+    settings.TRUSTED_PROXIES = []
+    monkeypatch.setattr(
+        client_address_module, "_warned_of_an_untrusted_proxy", False, raising=False
+    )
+    caplog.set_level("WARNING", logger="core.client_address")
+    return caplog
+
+
+def warnings_logged(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+
+
+def test_a_private_peer_forwarding_with_no_proxy_trusted_is_warned_about_once(fresh_process):
+    assert address("10.1.2.3", "198.51.100.1") == "10.1.2.3"  # still not believed
+    assert address("10.1.2.4", "198.51.100.2") == "10.1.2.4"
+    assert address("fd00::5", "198.51.100.3") == "fd00::5"
+
+    [warning] = warnings_logged(fresh_process)
+    assert warning.startswith(
+        f"A request from 10.1.2.3, a private address, {UNTRUSTED_PROXY_WARNING}"
+    )
+    assert "Set DJANGO_TRUSTED_PROXIES" in warning
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted"),
+    [
+        ("10.1.2.3", None, []),  # no proxy in front: nothing forwarded
+        ("203.0.113.5", "198.51.100.1", []),  # a public client writing the header itself
+        ("10.1.2.3", "198.51.100.1", PROXIES),  # trusted, as configured
+        ("192.168.1.9", "198.51.100.1", PROXIES),  # some proxies are trusted: not this one
+    ],
+    ids=["no header", "public peer", "trusted proxy", "proxies configured"],
+)
+def test_nothing_is_warned_about_otherwise(fresh_process, settings, peer, forwarded, trusted):
+    settings.TRUSTED_PROXIES = trusted
+
+    address(peer, forwarded)
+
+    assert warnings_logged(fresh_process) == []
