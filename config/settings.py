@@ -328,6 +328,9 @@ MIDDLEWARE[:0] = ["observability.middleware.RequestIdMiddleware"] + (
 )
 # Traces (OpenTelemetry, OTLP/HTTP) only when told where to send them: observability/tracing.py.
 TRACING = bool(env.get_str("OTEL_EXPORTER_OTLP_ENDPOINT"))
+# Spans leave out URL query strings (search terms) and SQL statement parameters, as the access
+# log does, unless this says otherwise (a place where traces are as private as the database).
+TRACING_CAPTURE_PARAMETERS = env.get_bool("TRACING_CAPTURE_PARAMETERS", False)
 # -- end of observability ------------------------------------------------------------------------
 
 # -- Faults (issue 13: server refusals, disk space, supervision of the embedded server) ----------
