@@ -3,6 +3,12 @@
 A file that is not a custom-format archive, not of this project's database, truncated, changed
 since its checksum was written, or written by a newer pg_dump is refused here, with a message
 that says which, so that nothing is dropped for a restore that cannot succeed.
+
+A dump is code: `restore` runs its SQL as the role in DATABASE_URL, the superuser of the embedded
+server, and the app runs its triggers and constraints for ever after. So a dump that holds what
+`migrate` never makes (functions, triggers, views, other schemas; COPY ... PROGRAM anywhere) is
+refused. That stops the known ways of hiding a command in a dump, not a hand-forged archive:
+restore only dumps you made (docs/data-safety.md).
 """
 
 import os
@@ -18,6 +24,21 @@ from backups.tools import tool
 
 # Every custom-format archive starts with these bytes.
 ARCHIVE_MAGIC = b"PGDMP"
+
+# What a Django schema in `public` is made of, as `pg_restore --list` names it (longest first,
+# so that "TABLE DATA" is not read as "TABLE"). Anything else (FUNCTION, PROCEDURE, TRIGGER,
+# RULE, VIEW, EVENT TRIGGER, ...) is code PostgreSQL would run for whoever restores or writes.
+_ENTRIES = {
+    "TABLE", "TABLE DATA", "TABLE ATTACH", "SEQUENCE", "SEQUENCE SET", "SEQUENCE OWNED BY",
+    "DEFAULT", "CONSTRAINT", "CHECK CONSTRAINT", "FK CONSTRAINT", "INDEX", "INDEX ATTACH",
+    "STATISTICS DATA", "COMMENT", "ACL", "EXTENSION", "SCHEMA",
+}  # fmt: skip
+ALLOWED_ENTRIES = sorted(_ENTRIES, key=len, reverse=True)
+# `-`: no schema (an extension, a comment on one); `public`: Django's tables.
+ALLOWED_SCHEMAS = {"-", "public"}
+# COPY ... TO/FROM PROGRAM runs a shell command as PostgreSQL's user, in a function body or
+# hidden in a string that a constraint evaluates (query_to_xml).
+PROGRAM = re.compile(r"\b(?:TO|FROM)\s+PROGRAM\b", re.IGNORECASE)
 
 
 @dataclass
@@ -76,6 +97,7 @@ def validate(path: Path) -> ArchiveSummary:
             f"{path} is a PostgreSQL backup, but not of this project's database (it has no "
             f"django_migrations table; database {summary.database or '?'}). Nothing was changed."
         )
+    _refuse_code(path, pg_restore, listing.stdout)
     # --list reads only the table of contents; a truncated file passes it. Read every byte.
     full_read = subprocess.run(
         [str(pg_restore), f"--file={os.devnull}", str(path)],
@@ -94,6 +116,39 @@ def archive_schemas(path: Path) -> list[str]:
         [str(tool("pg_restore")), "--list", str(path)], capture_output=True, text=True, check=False
     ).stdout
     return re.findall(r"^\d+; \d+ \d+ SCHEMA - (\S+) ", listing, re.MULTILINE)
+
+
+def _refuse_code(path: Path, pg_restore: Path, listing: str) -> None:
+    """Refuse an archive that holds anything `migrate` does not make, or COPY ... PROGRAM."""
+    for entry in re.findall(r"^\d+; \d+ \d+ (.*)$", listing, re.MULTILINE):
+        # "TABLE DATA public notes_note postgres", "SCHEMA - public pg_database_owner"
+        kind = next((kind for kind in ALLOWED_ENTRIES if entry.startswith(kind + " ")), None)
+        schema, _, name = entry.removeprefix(f"{kind} ").partition(" ")
+        if (
+            kind is None
+            or schema not in ALLOWED_SCHEMAS
+            or (kind == "SCHEMA" and not name.startswith("public "))
+        ):
+            raise BackupError(_holds_code(path, entry.rpartition(" ")[0] or entry))
+    schema_sql = subprocess.run(
+        [str(pg_restore), "--schema-only", "--file=-", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if schema_sql.returncode != 0:
+        raise BackupError(_unreadable(path, pg_restore, schema_sql.stderr))
+    found = PROGRAM.search(schema_sql.stdout)
+    if found:
+        raise BackupError(_holds_code(path, f"COPY ... {found.group(0)}"))
+
+
+def _holds_code(path: Path, what: str) -> str:
+    return (
+        f"{path} holds {what}, which this project's migrations never make: restoring it would "
+        f"run code in the database as the superuser. Restore only dumps you made yourself. "
+        f"Nothing was changed."
+    )
 
 
 def _unreadable(path: Path, pg_restore: Path, stderr: str) -> str:

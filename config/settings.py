@@ -343,6 +343,10 @@ BACKUP_OFFSITE_SECONDS = env.get_int("BACKUP_OFFSITE_SECONDS", 60)
 # -- Observability (observability/, server/metrics_port.py; docs/operating.md) ------------------
 # Prometheus metrics on their own port, on LISTEN_HOST, never on PORT. 0 turns metrics off.
 METRICS_PORT = env.get_int("METRICS_PORT", 9464)
+# When set (or METRICS_TOKEN_FILE), /metrics answers 401 without `Authorization: Bearer TOKEN`,
+# what Prometheus sends with `authorization: {credentials_file: ...}`. Unset, whoever reaches
+# the port reads it: fine on loopback or a network only Prometheus shares (docs/operating.md).
+METRICS_TOKEN = env.get_str("METRICS_TOKEN")
 # One JSON object per line, or plain text; unset: JSON unless standard error is a terminal.
 try:
     LOG_FORMAT = log_format.chosen_format(env.get_str("LOG_FORMAT"))
@@ -355,6 +359,9 @@ MIDDLEWARE[:0] = ["observability.middleware.RequestIdMiddleware"] + (
 )
 # Traces (OpenTelemetry, OTLP/HTTP) only when told where to send them: observability/tracing.py.
 TRACING = bool(env.get_str("OTEL_EXPORTER_OTLP_ENDPOINT"))
+# Spans leave out URL query strings (search terms) and SQL statement parameters, as the access
+# log does, unless this says otherwise (a place where traces are as private as the database).
+TRACING_CAPTURE_PARAMETERS = env.get_bool("TRACING_CAPTURE_PARAMETERS", False)
 # -- end of observability ------------------------------------------------------------------------
 
 # -- Faults (issue 13: server refusals, disk space, supervision of the embedded server) ----------

@@ -93,5 +93,10 @@ def _trusted(address: IPAddress) -> bool:
 
 def peer_is_trusted_proxy(request: HttpRequest) -> bool:
     """The TCP peer is one of settings.TRUSTED_PROXIES: its forwarded headers may be believed."""
-    peer = _parse_ip(request.META.get("REMOTE_ADDR", ""))
+    return is_trusted_proxy(request.META.get("REMOTE_ADDR", ""))
+
+
+def is_trusted_proxy(address: str) -> bool:
+    """`address` (REMOTE_ADDR as the server wrote it) is in one of settings.TRUSTED_PROXIES."""
+    peer = _parse_ip(address)
     return peer is not None and _trusted(peer)

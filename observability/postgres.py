@@ -3,9 +3,19 @@
 A few queries rather than postgres_exporter: the embedded runtime has no place to run a second
 program, the queries need no extra role or password (the app's own connection), and an
 operator who runs postgres_exporter already (CloudNativePG ships one) loses nothing.
+
+They run on one connection of the collector's own, kept between scrapes and used by one scrape
+at a time: scrapes arrive on threads of their own, and Django's connection per thread opened one
+connection per scrape, as many at once as scrapers. It is the app's role (the superuser of the
+embedded server): a role with only pg_monitor would need creating and a password of its own in
+every runtime, for queries that read statistics and change nothing.
 """
 
-from django.db import DatabaseError, connection
+import os
+import threading
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.utils import load_backend
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 DATABASE = """
@@ -34,26 +44,53 @@ REPLICATION = """
 
 
 class PostgresCollector:
-    """keepnotes_postgres_*: asked of the default database at each scrape."""
+    """keepnotes_postgres_*: asked of the default database at each scrape, on one connection."""
+
+    def __init__(self):
+        # Reentrant: connecting may start the embedded server, whose subprocess runs the fork
+        # hook below in this same thread.
+        self._lock = threading.RLock()
+        self._database = None
+        # The serve process forks workers (and programs): a child must not inherit the socket,
+        # whose libpq state it would share, and would end the session for us when it exits.
+        os.register_at_fork(before=self.close_before_fork, after_in_parent=self._lock.release)
+        os.register_at_fork(after_in_child=self._lock.release)
 
     def collect(self):
         up = GaugeMetricFamily(
             "keepnotes_postgres_up", "1 when the metrics port reached PostgreSQL."
         )
-        try:
-            with connection.cursor() as cursor:
-                families = list(_families(cursor))
-        except DatabaseError:
-            up.add_metric([], 0)
-            yield up
-            return
-        finally:
-            # The metrics port runs in the serve process, which forks workers: keep no connection
-            # open there for a child to inherit.
-            connection.close()
+        with self._lock:
+            try:
+                with self._connection().cursor() as cursor:
+                    families = list(_families(cursor))
+            except DatabaseError:
+                self._database.close()  # connect again at the next scrape
+                up.add_metric([], 0)
+                yield up
+                return
         up.add_metric([], 1)
         yield up
         yield from families
+
+    def _connection(self):
+        """The collector's own DatabaseWrapper for `default`: not Django's per-thread one."""
+        if self._database is None:
+            configured = connections.settings[DEFAULT_DB_ALIAS]
+            options = {key: value for key, value in configured["OPTIONS"].items() if key != "pool"}
+            settings_dict = {**configured, "OPTIONS": options}  # one connection, not a pool
+            backend = load_backend(settings_dict["ENGINE"])
+            self._database = backend.DatabaseWrapper(settings_dict, DEFAULT_DB_ALIAS)
+            self._database.inc_thread_sharing()  # each scrape is another thread, one at a time
+        if self._database.connection is not None and not self._database.is_usable():
+            self._database.close()  # the server restarted or ended the session: a new one
+        return self._database
+
+    def close_before_fork(self) -> None:
+        """Close the connection and hold it closed until the fork is done (os.register_at_fork)."""
+        self._lock.acquire()
+        if self._database is not None:
+            self._database.close()
 
 
 def _families(cursor):

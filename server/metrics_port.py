@@ -4,14 +4,22 @@ Every worker process writes its counts to files in a private folder (prometheus-
 multiprocess mode, PROMETHEUS_MULTIPROC_DIR); a thread in the serve process (gunicorn's master,
 or granian's main process) adds them up at each scrape and asks the database and the disks for
 the rest. The application's own port has no /metrics: metrics are never public by accident.
+
+What asks the database is asked at most once every CACHE_SECONDS, by one scrape at a time: any
+number of scrapers cost one set of queries, on the PostgreSQL collector's one connection. With
+METRICS_TOKEN, a scrape without the token is refused before anything is asked.
 """
 
 import atexit
+import hmac
+import ipaddress
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -24,6 +32,10 @@ from backups.catalogue import default_folder, latest_backup, list_backups
 from core.files import nearest_existing
 
 log = logging.getLogger(__name__)
+
+# Prometheus scrapes every 15 s or more; two of them (high availability) a few seconds apart
+# share one answer.
+CACHE_SECONDS = 5
 
 
 def prepare_multiprocess_folder() -> Path:
@@ -235,23 +247,96 @@ class DataPromiseCollector:
         )
 
 
+class CachedCollector:
+    """The families of `collectors`, gathered by one scrape at a time, kept CACHE_SECONDS.
+
+    Scrapes that arrive while one gathers wait for it and answer with what it found.
+    """
+
+    def __init__(self, *collectors, seconds: float = CACHE_SECONDS):
+        self.collectors = collectors
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._families: list = []
+        self._gathered = float("-inf")
+
+    def collect(self):
+        with self._lock:
+            if time.monotonic() - self._gathered >= self.seconds:
+                self._families = [family for each in self.collectors for family in each.collect()]
+                self._gathered = time.monotonic()
+            return list(self._families)
+
+
+def _make_server(host: str, port: int, app):
+    """prometheus-client's threading WSGI server, with a listen backlog for bursts of scrapes."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        # socketserver's default is 5: a burst of scrapers found connections refused.
+        request_queue_size = socket.SOMAXCONN
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format, *args):
+            pass  # a line per scrape says nothing
+
+    return make_server(host, port, app, Server, handler_class=QuietHandler)
+
+
+def requiring_token(app, token: str):
+    """`app`, answering 401 to a request without `Authorization: Bearer <token>`."""
+    expected = f"Bearer {token}".encode()
+
+    def guarded(wsgi_environ, start_response):  # not named `environ`: no setting is read here
+        given = wsgi_environ.get("HTTP_AUTHORIZATION", "").encode("latin-1")
+        if hmac.compare_digest(given, expected):
+            return app(wsgi_environ, start_response)
+        start_response(
+            "401 Unauthorized",
+            [("WWW-Authenticate", 'Bearer realm="metrics"'), ("Content-Type", "text/plain")],
+        )
+        return [b"The metrics port needs its bearer token (METRICS_TOKEN).\n"]
+
+    return guarded
+
+
 def start(host: str, port: int):
     """Serve /metrics on host:port in a daemon thread; None when the port cannot be had.
 
     A busy port is logged, not fatal: the application still serves, and Prometheus's `up`
     alert says the metrics are missing.
     """
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
 
     from observability.postgres import PostgresCollector
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    registry.register(PostgresCollector())
-    registry.register(DataPromiseCollector())
+    multiprocess.MultiProcessCollector(registry)  # the workers' files: read live, no database
+    registry.register(CachedCollector(PostgresCollector(), DataPromiseCollector()))
+    app = make_wsgi_app(registry)
+    if settings.METRICS_TOKEN:
+        app = requiring_token(app, settings.METRICS_TOKEN)
+    elif not _loopback(host):
+        log.warning(
+            "the metrics port %s:%s answers anyone who reaches it: set METRICS_TOKEN, or keep "
+            "the port on a network only Prometheus shares",
+            host,
+            port,
+        )
     try:
-        server, _ = start_http_server(port, addr=host, registry=registry)
+        server = _make_server(host, port, app)
     except OSError as error:
         log.error("metrics port %s:%s not served: %s", host, port, error)
         return None
+    threading.Thread(target=server.serve_forever, name="metrics-port", daemon=True).start()
     return server
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
