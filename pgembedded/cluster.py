@@ -187,7 +187,8 @@ def _start_once(
                 f"PostgreSQL exited during start-up (code {process.returncode}); "
                 f"see {log_file}:\n{_tail(log_file)}"
             )
-        if ready():
+        # Its own answer: on a socket another server holds, that one would answer instead.
+        if running_pid(pgdata) == process.pid and ready():
             return
         time.sleep(0.02)
     raise EmbeddedPostgresError(f"PostgreSQL did not start within 60 s; see {log_file}")
