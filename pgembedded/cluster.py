@@ -207,10 +207,20 @@ def _start_once(
                 f"see {log_file}:\n{_tail(log_file)}"
             )
         # Its own answer: on a socket another server holds, that one would answer instead.
-        if running_pid(pgdata) == process.pid and ready():
+        if _says_ready(pgdata, process.pid) and ready():
             return
         time.sleep(0.02)
     raise EmbeddedPostgresError(f"PostgreSQL did not start within 60 s; see {log_file}")
+
+
+def _says_ready(pgdata: Path, pid: int) -> bool:
+    """Whether postmaster.pid names `pid` and says "ready", as pg_ctl reads it: written once the
+    server listens (its socket taken) and accepts connections, never by one that failed."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    return len(lines) > 7 and lines[0] == str(pid) and lines[7].strip() == "ready"
 
 
 def _clear_stale_lock_files(data_dir: Path, pgdata: Path, socket_dir: Path) -> None:
