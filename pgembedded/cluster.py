@@ -88,16 +88,35 @@ def running_pid(pgdata: Path) -> int | None:
     return pid
 
 
+def postmasters(data_dir: Path, socket_dir: Path) -> list[int]:
+    """Every live postmaster started on a folder in `data_dir`, whatever became of that folder.
+
+    postmaster.pid alone misses one whose data folder was deleted or replaced (by a restore):
+    such a server runs on, and about a minute later notices, shuts down, and deletes its socket
+    file on the way out. Its socket lock file names it too, and so does its own command line
+    (`postgres -D FOLDER`), which also finds it once both lock files are gone.
+    """
+    witnesses = [*data_dir.glob("*/postmaster.pid"), *socket_dir.glob(".s.PGSQL.*.lock")]
+    candidates = {pid for path in witnesses if (pid := _pid_in(path)) is not None}
+    if os.path.isdir("/proc"):
+        candidates |= {int(name) for name in os.listdir("/proc") if name.isdigit()}
+    return sorted(pid for pid in candidates if _postmaster_of(pid, data_dir))
+
+
 def stop(pgdata: Path) -> None:
     """Fast shutdown: clients are disconnected, committed work is on disk (checkpoint)."""
     pid = running_pid(pgdata)
-    if pid is None:
-        return
+    if pid is not None:
+        stop_postmaster(pid)
+
+
+def stop_postmaster(pid: int) -> None:
+    """Fast shutdown of the postmaster `pid`; returns once it has exited."""
     os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + 60
-    while running_pid(pgdata) == pid and time.monotonic() < deadline:
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if running_pid(pgdata) == pid:
+    if _alive(pid):
         raise EmbeddedPostgresError(f"PostgreSQL (pid {pid}) did not stop within 60 s.")
 
 
@@ -147,7 +166,7 @@ def _start_once(
     log_file: Path,
     ready: Callable[[], bool],
 ) -> None:
-    _clear_stale_lock_files(pgdata, socket_dir)
+    _clear_stale_lock_files(data_dir, pgdata, socket_dir)
     # The log holds the text of failing statements: for this user only (older versions made
     # it 0644). PostgreSQL writes it through this descriptor, whichever user it runs as.
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -187,21 +206,71 @@ def _start_once(
                 f"PostgreSQL exited during start-up (code {process.returncode}); "
                 f"see {log_file}:\n{_tail(log_file)}"
             )
-        if ready():
+        # Its own answer: on a socket another server holds, that one would answer instead.
+        if _says_ready(pgdata, process.pid) and ready():
             return
         time.sleep(0.02)
     raise EmbeddedPostgresError(f"PostgreSQL did not start within 60 s; see {log_file}")
 
 
-def _clear_stale_lock_files(pgdata: Path, socket_dir: Path) -> None:
+def _says_ready(pgdata: Path, pid: int) -> bool:
+    """Whether postmaster.pid names `pid` and says "ready", as pg_ctl reads it: written once the
+    server listens (its socket taken) and accepts connections, never by one that failed."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    return len(lines) > 7 and lines[0] == str(pid) and lines[7].strip() == "ready"
+
+
+def _clear_stale_lock_files(data_dir: Path, pgdata: Path, socket_dir: Path) -> None:
     """Lock files left by a crash block start-up when their pid now belongs to another
     program, or to the killed postmaster itself while it waits to be reaped (a zombie)."""
     if running_pid(pgdata) is not None:
         return
     (pgdata / "postmaster.pid").unlink(missing_ok=True)
-    # The socket folder is this data folder's own: its lock can only be from a dead server.
+    # A live postmaster's socket lock stays, whatever became of its data folder: PostgreSQL
+    # then refuses to start on that socket instead of taking it over, and two servers never
+    # share a socket path (the other one would delete the socket file when it stops).
+    live = postmasters(data_dir, socket_dir)
     for socket_lock in socket_dir.glob(".s.PGSQL.*.lock"):
-        socket_lock.unlink(missing_ok=True)
+        if _pid_in(socket_lock) not in live:
+            socket_lock.unlink(missing_ok=True)
+
+
+def _pid_in(lock_file: Path) -> int | None:
+    """The pid on the first line of a PostgreSQL lock file."""
+    try:
+        return int(lock_file.read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _postmaster_of(pid: int, data_dir: Path) -> bool:
+    """Whether `pid` is a live postmaster started on a folder in `data_dir` (its -D argument).
+
+    Backends and other programs never match: PostgreSQL rewrites its children's command lines.
+    """
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:  # gone, or no /proc (macOS): then trust the lock file's pid
+        return not os.path.isdir("/proc") and _alive(pid)
+    except OSError:
+        return False
+    if os.path.basename(args[0]) != b"postgres" or b"-D" not in args[:-1]:
+        return False
+    folder = Path(os.fsdecode(args[args.index(b"-D") + 1]))
+    return folder.parent.resolve() == data_dir.resolve() and _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -124,17 +124,33 @@ class EmbeddedPostgres:
 
         Call it holding `start_lock()`, so that nobody starts or joins meanwhile.
         """
-        pid = self.running_pid()
-        if pid is not None:
-            return f"PostgreSQL (pid {pid}) is running in {self.pgdata}"
-        clients = self.data_dir / "postgres.clients.lock"
-        if clients.exists():
-            with open(clients, "a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return f"another process is using the database in {self.data_dir}"
+        for pid in cluster.postmasters(self.data_dir, self.socket_dir):
+            where = (
+                self.pgdata
+                if pid == self.running_pid()
+                else f"a data folder of {self.data_dir} since deleted or replaced"
+            )
+            if self._has_clients():
+                return f"PostgreSQL (pid {pid}) is running in {where}"
+            return (
+                f"PostgreSQL (pid {pid}) is running in {where}, with no client left (a killed "
+                f"`serve` leaves it so; `kill -INT {pid}` stops it)"
+            )
+        if self._has_clients():
+            return f"another process is using the database in {self.data_dir}"
         return None
+
+    def _has_clients(self) -> bool:
+        """Whether a live process has joined the server (`postgres.clients.lock`)."""
+        clients = self.data_dir / "postgres.clients.lock"
+        if not clients.exists():
+            return False
+        with open(clients, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
 
     def accepts_connections(self) -> bool:
         try:
@@ -157,6 +173,7 @@ class EmbeddedPostgres:
             return  # this process, or the server process it was forked from, already joined
         private_folder(self.data_dir)
         with self.start_lock():
+            self._stop_abandoned(say)
             if not self.is_initialised():
                 say(
                     f"Initialising PostgreSQL {programs.MAJOR_VERSION} in {self.pgdata} (first run)"
@@ -233,6 +250,25 @@ class EmbeddedPostgres:
             superuser=SUPERUSER,
             password=self.password(),
         )
+
+    def _stop_abandoned(self, say) -> None:
+        """Stop the postmasters from this folder that no live process uses: a killed `serve`
+        (an OOM kill, a closed terminal) leaves its server running, in a session of its own.
+
+        Joining such a server would keep another run's settings; and one whose data folder was
+        deleted or replaced shuts down by itself within a minute, deleting its socket file,
+        which may then be ours. So it gets a fast shutdown now, and a fresh start follows.
+        """
+        serving = self.running_pid()
+        shared = serving is not None and self._has_clients()
+        for pid in cluster.postmasters(self.data_dir, self.socket_dir):
+            if shared and pid == serving:
+                continue  # live processes use it, as designed: join them
+            say(
+                f"PostgreSQL (pid {pid}) was left running by a killed process: stopping it "
+                f"(fast shutdown) to start afresh"
+            )
+            cluster.stop_postmaster(pid)
 
     def _refuse_other_major_version(self) -> None:
         version = self.data_version()

@@ -3,6 +3,7 @@ import signal
 
 import pytest
 
+from pgembedded import cluster
 from pgembedded.postgres import EmbeddedPostgres
 from tests.support.processes import Server
 
@@ -15,6 +16,7 @@ def servers(tmp_path):
     for server in started:
         if server.process.poll() is None:
             server.stop(signal.SIGKILL)
-    pid = EmbeddedPostgres(tmp_path / "data").running_pid()
-    if pid is not None:
+    # Every postmaster started from the folder, also one whose data folder is gone.
+    data_dir = tmp_path / "data"
+    for pid in cluster.postmasters(data_dir, EmbeddedPostgres(data_dir).socket_dir):
         os.kill(pid, signal.SIGKILL)
