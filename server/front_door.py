@@ -52,6 +52,7 @@ class FrontConfig:
     host: str
     port: int
     max_body_bytes: int
+    max_url_bytes: int
     read_timeout: int
     write_timeout: int
     app_timeout: int
@@ -102,6 +103,7 @@ def front_config() -> FrontConfig:
         host=settings.LISTEN_HOST,
         port=settings.PORT,
         max_body_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        max_url_bytes=settings.MAX_URL_BYTES,
         read_timeout=settings.REQUEST_READ_TIMEOUT,
         write_timeout=settings.RESPONSE_WRITE_TIMEOUT,
         app_timeout=settings.APP_RESPONSE_TIMEOUT,
@@ -147,7 +149,9 @@ def render(config: FrontConfig, folder: Path, app_socket: Path, access_log: Path
             "connections": config.connections,
             "backlog": config.backlog,
             "upstream_keepalive": 64,
-            "header_buffers": "4 16k",
+            # A request line must fit one buffer: as long as the app lets a URL be, and a little
+            # more, so that the app answers a URL too long itself, naming its limit.
+            "header_buffers": f"4 {max(16 * 1024, config.max_url_bytes + 4096)}",
             "max_body_bytes": config.max_body_bytes,
             "read_timeout": config.read_timeout,
             "write_timeout": config.write_timeout,

@@ -117,8 +117,8 @@ def framing_cases(token: str) -> list[tuple[str, bytes, int]]:
         ("lowercase method", b"get /healthz HTTP/1.1\r\n" + HOST + b"\r\n", 400),
         ("space in the target", b"GET /health z HTTP/1.1\r\n" + HOST + b"\r\n", 400),
         ("a 2 MB request line", b"GET /" + b"a" * 2_000_000 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 414),
-        ("a 100 kB header", b"GET /healthz HTTP/1.1\r\n" + HOST + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\n", 431),
-        ("5,000 headers", b"GET /healthz HTTP/1.1\r\n" + HOST + b"".join(b"X-%d: a\r\n" % i for i in range(5000)) + b"\r\n", 431),
+        ("a 300 kB header", b"GET /healthz HTTP/1.1\r\n" + HOST + b"X-Big: " + b"a" * 300_000 + b"\r\n\r\n", 431),
+        ("80,000 headers", b"GET /healthz HTTP/1.1\r\n" + HOST + b"".join(b"X-%d: a\r\n" % i for i in range(80_000)) + b"\r\n", 431),
     ]  # fmt: skip
 
 
