@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import slow_clients
+from bench.bolt_peer import launch as bolt_peer
 from bench.drf_peer import launch as drf_peer
 from bench.errors import BenchError
 from bench.load import pgbench_prepare, run_pgbench, run_wrk, write_dataset
@@ -115,6 +116,9 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     if "drf" in plan.configurations:
         environs["drf"] = drf_peer.environment(data_dir, connection.settings_dict)
         by_name["drf"] = drf_peer.server(environs["drf"], logs / "drf.log")
+    if "bolt" in plan.configurations:
+        environs["bolt"] = bolt_peer.environment(data_dir, connection.settings_dict)
+        by_name["bolt"] = bolt_peer.server(environs["bolt"], logs / "bolt.log")
     if "raw" in plan.configurations:
         environs["raw"] = production_environ
         command = [sys.executable, "-m", "bench.raw_wsgi"]
@@ -332,6 +336,8 @@ def describe_server(name: str, production_environ: dict) -> dict:
         return {"server": "django runserver (threaded)", "CONN_MAX_AGE": 0}
     if name == "drf":
         return drf_peer.describe()
+    if name == "bolt":
+        return bolt_peer.describe()
     done = subprocess.run(
         [sys.executable, "-c", "from bench.serverinfo import main; main()"],
         cwd=REPO,

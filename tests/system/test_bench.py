@@ -1,5 +1,5 @@
 """The benchmark's quick mode, for real: it runs, and reports every scenario, configuration
-(production, runserver, the DRF peer, raw) and target.
+(production, runserver, the DRF and django-bolt peers, raw) and target.
 
 Its speed is not asserted (CI machines are shared and noisy); that it still works is. Without
 wrk the test is skipped locally and fails under CI, where .ci/run installs it.
@@ -74,6 +74,7 @@ def test_every_scenario_and_configuration_is_measured_without_errors(quick_repor
         for reference in REFERENCES:
             assert row[f"ratio_vs_{reference}"] > 0, (row["scenario"], reference)
     assert report["configurations"]["drf"]["server"]["server"].startswith("gunicorn")
+    assert report["configurations"]["bolt"]["server"]["server"].startswith("django-bolt")
     assert report["pgbench"][0]["tps"] > 0
     assert report["startup"]["first_run_s"] > 0 and report["startup"]["warm_restart_s"] > 0
     assert report["memory"]["production_idle_after_start"]["pss_mib"] > 0
