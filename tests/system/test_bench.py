@@ -81,6 +81,16 @@ def test_every_scenario_and_configuration_is_measured_without_errors(quick_repor
     assert {target["target"] for target in report["targets"]} >= {"warm restart to ready < 2 s"}
 
 
+def test_every_configuration_answered_read_one_as_the_app_before_it_was_loaded(quick_report):
+    """The right note with the caller's token, 401 without one, 404 for another user's note:
+    checked on the running servers before the load (bench/answers.py; its failures are
+    tests/unit/test_bench_answers.py)."""
+    results, _ = quick_report
+    report = json.loads((results / "latest" / "report.json").read_text())
+    expected = {"read_one": 200, "without_token": 401, "another_users_note": 404}
+    assert report["answers"] == dict.fromkeys(CONFIGS, expected)
+
+
 def test_every_target_is_judged_with_its_number(quick_report):
     results, _ = quick_report
     report = json.loads((results / "latest" / "report.json").read_text())
