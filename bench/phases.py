@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import slow_clients
+from bench.answers import check_read_one
+from bench.bolt_peer import launch as bolt_peer
 from bench.drf_peer import launch as drf_peer
 from bench.errors import BenchError
 from bench.load import pgbench_prepare, run_pgbench, run_wrk, write_dataset
@@ -115,6 +117,9 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     if "drf" in plan.configurations:
         environs["drf"] = drf_peer.environment(data_dir, connection.settings_dict)
         by_name["drf"] = drf_peer.server(environs["drf"], logs / "drf.log")
+    if "bolt" in plan.configurations:
+        environs["bolt"] = bolt_peer.environment(data_dir, connection.settings_dict)
+        by_name["bolt"] = bolt_peer.server(environs["bolt"], logs / "bolt.log")
     if "raw" in plan.configurations:
         environs["raw"] = production_environ
         command = [sys.executable, "-m", "bench.raw_wsgi"]
@@ -133,18 +138,21 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
         server.launch()
     # While they boot: each configuration's dataset (the DRF peer has tokens of its own, for the
     # same users: the app stores only hashes of its tokens), and how each one serves.
-    datasets = dict.fromkeys(by_name, dataset)
+    datasets, owners_of = dict.fromkeys(by_name, dataset), dict.fromkeys(by_name, owners)
     if "drf" in by_name:
         keys = drf_peer.tokens(environs["drf"], [owner.user_id for owner in owners])
         datasets["drf"] = work / "dataset-drf.lua"
-        drf_owners = [replace(owner, token=keys[owner.user_id]) for owner in owners]
-        write_dataset(datasets["drf"], drf_owners, words)
+        owners_of["drf"] = [replace(owner, token=keys[owner.user_id]) for owner in owners]
+        write_dataset(datasets["drf"], owners_of["drf"], words)
     report["configurations"] = {
         name: {"label": label, "server": describe_server(name, environs.get(name, {}))}
         for name, label in labels.items()
     }
     for server in starting:
         server.wait_ready()
+    report["answers"] = {
+        name: check_answers(name, server, owners_of[name]) for name, server in by_name.items()
+    }
 
     # 4. Warm-up: every scenario on every configuration, not recorded.
     say("Warming up")
@@ -234,6 +242,25 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     report["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     summarise(report, plan)
     return report
+
+
+def check_answers(name: str, server: Server, owners: list) -> dict:
+    """`server` answers read-one with the right note, and refuses the wrong callers
+    (bench/answers.py); BenchError otherwise."""
+    from django.db import connection
+
+    caller, others = owners[0], owners[1:]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT title FROM notes_note WHERE id = %s", [caller.first_id])
+        (title,) = cursor.fetchone()
+    return check_read_one(
+        name,
+        server.url,
+        token=caller.token,
+        note_id=caller.first_id,
+        title=title,
+        foreign_id=others[0].first_id if others else None,
+    )
 
 
 def load_after_restart(
@@ -332,6 +359,8 @@ def describe_server(name: str, production_environ: dict) -> dict:
         return {"server": "django runserver (threaded)", "CONN_MAX_AGE": 0}
     if name == "drf":
         return drf_peer.describe()
+    if name == "bolt":
+        return bolt_peer.describe()
     done = subprocess.run(
         [sys.executable, "-c", "from bench.serverinfo import main; main()"],
         cwd=REPO,

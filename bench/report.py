@@ -170,7 +170,13 @@ def chart(report: dict, path: Path) -> None:
 
     levels = sorted({row["connections"] for row in report["medians"]})
     measured, references = _measured(report)
-    colours = {"production": "#2b7bb9", "runserver": "#d9822b", "drf": "#4c9a52", "raw": "#7a7a7a"}
+    colours = {
+        "production": "#2b7bb9",
+        "runserver": "#d9822b",
+        "drf": "#4c9a52",
+        "bolt": "#a0439b",
+        "raw": "#7a7a7a",
+    }
     figure, axes = plt.subplots(
         2, len(levels), figsize=(max(8, 6.5 * len(levels)), 8.5), squeeze=False, sharey="row"
     )

@@ -1,4 +1,4 @@
-"""The load benchmark: production vs runserver, a DRF peer and a raw WSGI handler, same run.
+"""The load benchmark: production vs runserver, DRF and django-bolt peers, raw WSGI, same run.
 
 `uv run python -m bench` (full: 100,000 notes, 100 users, 10 s per scenario, 8 and 32
 connections, 3 repetitions) or `uv run python -m bench --quick` (CI: seconds, not minutes).

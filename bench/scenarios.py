@@ -14,6 +14,7 @@ CONFIGS = {
     "production": "production: manage.py serve",
     "runserver": "tutorial: runserver, CONN_MAX_AGE=0",
     "drf": "peer: DRF ModelViewSet, cookiecutter-django's gunicorn (bench/drf_peer)",
+    "bolt": "peer: django-bolt, async ORM, runbolt with a process per core (bench/bolt_peer)",
     "raw": "limit: raw WSGI + psycopg, same server",
 }
 REFERENCES = [name for name in CONFIGS if name != "production"]
@@ -22,6 +23,7 @@ RATIO_TARGETS = [
     ("read-one", "runserver", 12.0),
     ("read-one", "raw", 0.8),
     ("read-one", "drf", 3.0),
+    ("read-one", "bolt", 1.5),
     ("list-page", "runserver", 6.0),
     ("list-page", "raw", 0.7),
     ("list-page", "drf", 2.0),

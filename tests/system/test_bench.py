@@ -1,5 +1,5 @@
 """The benchmark's quick mode, for real: it runs, and reports every scenario, configuration
-(production, runserver, the DRF peer, raw) and target.
+(production, runserver, the DRF and django-bolt peers, raw) and target.
 
 Its speed is not asserted (CI machines are shared and noisy); that it still works is. Without
 wrk the test is skipped locally and fails under CI, where .ci/run installs it.
@@ -74,10 +74,21 @@ def test_every_scenario_and_configuration_is_measured_without_errors(quick_repor
         for reference in REFERENCES:
             assert row[f"ratio_vs_{reference}"] > 0, (row["scenario"], reference)
     assert report["configurations"]["drf"]["server"]["server"].startswith("gunicorn")
+    assert report["configurations"]["bolt"]["server"]["server"].startswith("django-bolt")
     assert report["pgbench"][0]["tps"] > 0
     assert report["startup"]["first_run_s"] > 0 and report["startup"]["warm_restart_s"] > 0
     assert report["memory"]["production_idle_after_start"]["pss_mib"] > 0
     assert {target["target"] for target in report["targets"]} >= {"warm restart to ready < 2 s"}
+
+
+def test_every_configuration_answered_read_one_as_the_app_before_it_was_loaded(quick_report):
+    """The right note with the caller's token, 401 without one, 404 for another user's note:
+    checked on the running servers before the load (bench/answers.py; its failures are
+    tests/unit/test_bench_answers.py)."""
+    results, _ = quick_report
+    report = json.loads((results / "latest" / "report.json").read_text())
+    expected = {"read_one": 200, "without_token": 401, "another_users_note": 404}
+    assert report["answers"] == dict.fromkeys(CONFIGS, expected)
 
 
 def test_every_target_is_judged_with_its_number(quick_report):
