@@ -365,10 +365,13 @@ TRACING_CAPTURE_PARAMETERS = env.get_bool("TRACING_CAPTURE_PARAMETERS", False)
 # -- end of observability ------------------------------------------------------------------------
 
 # -- Faults (issue 13: server refusals, disk space, supervision of the embedded server) ----------
-# A longer URL (path and query string, percent-encoded) is a JSON 414 from Django; the HTTP
-# server's own limit, whose refusal is an HTML page, is lifted (server/wsgi_servers.py). Below it,
-# a value too long for its field is a 422 naming the field, which says more than a 414.
-MAX_URL_BYTES = env.get_int("MAX_URL_BYTES", 128 * 1024)
+# A longer URL (path and query string, percent-encoded) is a JSON 414 from Django, and the front's
+# bound on a request line follows it (server/front_door.py). Below it, a value too long for its
+# field is a 422 naming the field, which says more than a 414. granian itself refuses a URL of
+# 64 KiB or more with an empty 414 (the Rust `http` crate's bound): the most allowed is below.
+MAX_URL_BYTES = env.get_int("MAX_URL_BYTES", 60 * 1024)
+if not 1024 <= MAX_URL_BYTES <= 60 * 1024:
+    raise ImproperlyConfigured(f"MAX_URL_BYTES={MAX_URL_BYTES}: use 1024 to 61440.")
 MIDDLEWARE.insert(
     MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
     "core.middleware.UrlLengthLimitMiddleware",

@@ -56,7 +56,6 @@ class FrontConfig:
     read_timeout: int
     write_timeout: int
     app_timeout: int
-    trusted_proxies: list[str]
     large_bodies: list[LargeBody]
     authorized_path: str  # answers 2xx for a good bearer token, 401 otherwise
     static_url: str
@@ -107,7 +106,6 @@ def front_config() -> FrontConfig:
         read_timeout=settings.REQUEST_READ_TIMEOUT,
         write_timeout=settings.RESPONSE_WRITE_TIMEOUT,
         app_timeout=settings.APP_RESPONSE_TIMEOUT,
-        trusted_proxies=[str(network) for network in settings.TRUSTED_PROXIES],
         large_bodies=[
             LargeBody(path=path, max_bytes=limit, too_large=detail)
             for path, (limit, detail) in settings.FRONT_LARGE_BODIES.items()
@@ -150,13 +148,13 @@ def render(config: FrontConfig, folder: Path, app_socket: Path, access_log: Path
             "backlog": config.backlog,
             "upstream_keepalive": 64,
             # A request line must fit one buffer: as long as the app lets a URL be, and a little
-            # more, so that the app answers a URL too long itself, naming its limit.
-            "header_buffers": f"4 {max(16 * 1024, config.max_url_bytes + 4096)}",
+            # more (granian takes up to 64 KiB), so that the app answers a URL too long itself.
+            "header_buffers": f"4 {config.max_url_bytes + 4096}",
             "max_body_bytes": config.max_body_bytes,
+            "max_url_bytes": config.max_url_bytes,
             "read_timeout": config.read_timeout,
             "write_timeout": config.write_timeout,
             "app_timeout": config.app_timeout,
-            "trusted_proxies": config.trusted_proxies,
             "large_bodies": config.large_bodies,
             "authorized_path": config.authorized_path,
             "static_url": "/" + config.static_url.strip("/") + "/",

@@ -6,7 +6,9 @@ import socket
 import threading
 import time
 
-__all__ = ["SlowClients", "probe", "slow_body"]
+__all__ = ["CLOSED", "SlowClients", "probe", "slow_body"]
+
+CLOSED = b"(closed without an answer)"
 
 
 def slow_body(*, content_length: int = 100_000, at_once: int = 0) -> bytes:
@@ -35,11 +37,14 @@ class SlowClients:
     clients start on entry and are closed on exit.
     """
 
-    def __init__(self, port: int, count: int, head: bytes, *, keep_sending: bool = False):
+    def __init__(
+        self, port: int, count: int, head: bytes, *, keep_sending: bool = False, stall=False
+    ):
         self.port = port
         self.count = count
         self.head = head
         self.keep_sending = keep_sending
+        self.stall = stall  # send nothing after the head: a client gone quiet
         self.sockets: list[socket.socket] = []
         self.received: dict[socket.socket, bytes] = {}  # what the server answered, when it did
         self.stopped = threading.Event()
@@ -61,9 +66,11 @@ class SlowClients:
                 # Once the server has answered (a 408), stop sending: it has closed its end.
                 if not self.keep_sending and select.select([client], [], [], 0)[0]:
                     try:
-                        self.received[client] = client.recv(65536)
+                        self.received[client] = client.recv(65536) or CLOSED
                     except OSError as error:
                         self.received[client] = repr(error).encode()
+                    continue
+                if self.stall:
                     continue
                 try:
                     client.send(b" ")

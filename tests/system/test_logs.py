@@ -83,16 +83,16 @@ def test_a_request_id_from_a_trusted_proxy_is_on_the_access_line_and_the_error_l
     for line in lines:
         by_id.setdefault(line.get("request_id"), []).append(line)
 
-    warning, access = sorted(by_id["edge-404"], key=lambda line: line["logger"])
-    assert access["logger"] == "gunicorn.access" and access["status"] == 404
+    access, warning = sorted(by_id["edge-404"], key=lambda line: line["logger"])
+    assert access["logger"] == "access" and access["status"] == 404
     assert access["path"] == "/api/v1/notes/424242"
     assert (warning["logger"], warning["level"]) == ("django.request", "WARNING")
 
     loggers = {line["logger"]: line for line in by_id["edge-db"]}
-    assert loggers["gunicorn.access"]["status"] == 503
+    assert loggers["access"]["status"] == 503
     assert loggers["django.request"]["level"] == "ERROR"
     assert "/api/v1/notes/1" in loggers["django.request"]["message"]
 
     # Negative control: the forged id is on no line; the replacement is on the access line.
     assert "forged" not in by_id
-    assert [line["logger"] for line in by_id[replaced]].count("gunicorn.access") == 1
+    assert [line["logger"] for line in by_id[replaced]].count("access") == 1
