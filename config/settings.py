@@ -301,6 +301,9 @@ IMPORT_BATCH_SIZE = env.get_int("IMPORT_BATCH_SIZE", 500)
 # POST /api/v1/imports may be larger than MAX_REQUEST_BYTES, up to this. Not what 10,000 maximal
 # notes would need (about 966 MiB, in one worker's memory): clients split bigger imports.
 IMPORT_MAX_REQUEST_BYTES = env.get_int("IMPORT_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
+# Imports one user may have queued or running; one more is refused with 429 and Retry-After. Their
+# batches wait in PostgreSQL (up to IMPORT_MAX_REQUEST_BYTES each): this bounds one user's share.
+IMPORTS_PER_USER = env.get_int("IMPORTS_PER_USER", 8)
 if "notes" in INSTALLED_APPS:
     MIDDLEWARE.insert(
         MIDDLEWARE.index("core.middleware.LengthRequiredMiddleware") + 1,
