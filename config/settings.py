@@ -286,7 +286,14 @@ REPLICA_MAX_LAG_SECONDS = env.get_int("REPLICA_MAX_LAG_SECONDS", 30)
 
 # -- Tasks (django.tasks on django-tasks-db; tasks/ and docs/tasks.md) ---------------------------
 # Enqueueing is an INSERT on the caller's connection: it commits or rolls back with the caller.
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Periodic runs go to "housekeeping", which each worker's housekeeping thread runs beside the
+# task its loop is busy with (tasks/periodic.py); everything else to "default".
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "housekeeping"],
+    }
+}
 # Worker processes `serve` runs beside the web server (0: none, run `manage.py task_worker`).
 TASK_WORKERS = env.get_int("TASK_WORKERS", 1)
 # How often an idle worker looks for a task: the commit-to-start latency is about half of it.
