@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
-from django.tasks import Task
+from django.tasks import Task, TaskResult
 from django.utils import timezone
 
 from .models import PeriodicRun
@@ -64,6 +64,11 @@ def schedules() -> list[Schedule]:
     return list(_schedules.values())
 
 
+def enqueue_run(task: Task) -> TaskResult:
+    """Enqueue one run of a scheduled task now, where its schedule puts them: housekeeping."""
+    return task.using(queue_name=HOUSEKEEPING_QUEUE).enqueue()
+
+
 def enqueue_due(now: datetime | None = None) -> list[str]:
     """Enqueue each schedule whose current period has no run yet; returns their names."""
     now = now or timezone.now()
@@ -80,7 +85,7 @@ def enqueue_due(now: datetime | None = None) -> list[str]:
             )
             won = cursor.fetchone()
             if won is not None:
-                result = schedule.task.using(queue_name=HOUSEKEEPING_QUEUE).enqueue()
+                result = enqueue_run(schedule.task)
                 PeriodicRun.objects.filter(id=won[0]).update(task_id=result.id)
                 enqueued.append(schedule.name)
             # else another worker has this period
