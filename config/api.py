@@ -20,6 +20,7 @@ from core.api_docs import api_docs_visible
 from core.fields import PATTERN_MESSAGES
 from core.schemas import ErrorOut
 from notes.api import routes as notes_router
+from tasks.fair import OwnerLimitReached
 
 
 class UnsupportedMediaType(ValueError):
@@ -238,6 +239,13 @@ def on_suspicious_request(request, exc):
 
 @api.exception_handler(LoginThrottled)
 def on_login_throttled(request, exc: LoginThrottled):
+    response = _error(request, 429, str(exc))
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+@api.exception_handler(OwnerLimitReached)
+def on_owner_limit_reached(request, exc: OwnerLimitReached):
     response = _error(request, 429, str(exc))
     response["Retry-After"] = str(exc.retry_after)
     return response

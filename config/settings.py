@@ -286,7 +286,14 @@ REPLICA_MAX_LAG_SECONDS = env.get_int("REPLICA_MAX_LAG_SECONDS", 30)
 
 # -- Tasks (django.tasks on django-tasks-db; tasks/ and docs/tasks.md) ---------------------------
 # Enqueueing is an INSERT on the caller's connection: it commits or rolls back with the caller.
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Periodic runs go to "housekeeping", which each worker's housekeeping thread runs beside the
+# task its loop is busy with (tasks/periodic.py); everything else to "default".
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "housekeeping"],
+    }
+}
 # Worker processes `serve` runs beside the web server (0: none, run `manage.py task_worker`).
 TASK_WORKERS = env.get_int("TASK_WORKERS", 1)
 # How often an idle worker looks for a task: the commit-to-start latency is about half of it.
@@ -301,6 +308,9 @@ IMPORT_BATCH_SIZE = env.get_int("IMPORT_BATCH_SIZE", 500)
 # POST /api/v1/imports may be larger than MAX_REQUEST_BYTES, up to this. Not what 10,000 maximal
 # notes would need (about 966 MiB, in one worker's memory): clients split bigger imports.
 IMPORT_MAX_REQUEST_BYTES = env.get_int("IMPORT_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
+# Imports one user may have queued or running; one more is refused with 429 and Retry-After. Their
+# batches wait in PostgreSQL (up to IMPORT_MAX_REQUEST_BYTES each): this bounds one user's share.
+IMPORTS_PER_USER = env.get_int("IMPORTS_PER_USER", 8)
 if "notes" in INSTALLED_APPS:
     MIDDLEWARE.insert(
         MIDDLEWARE.index("core.middleware.LengthRequiredMiddleware") + 1,

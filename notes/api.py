@@ -7,6 +7,7 @@ from ninja.errors import HttpError
 from pydantic import StringConstraints
 
 from core.fields import NO_NUL, DatabaseId
+from core.schemas import ErrorOut
 from idempotency import api as idempotency
 from idempotency.api import IdempotencyKey
 
@@ -93,7 +94,18 @@ def delete_note(request, note_id: DatabaseId):
 imports_router = Router(tags=["imports"])
 
 
-@imports_router.post("", response={202: ImportAccepted})
+_too_many_imports = {
+    "description": "The caller already has IMPORTS_PER_USER imports queued or running; nothing "
+    "was stored. Send it again after `Retry-After` seconds, or once one of them is done.",
+    "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+}
+
+
+@imports_router.post(
+    "",
+    response={202: ImportAccepted, 429: ErrorOut},
+    openapi_extra={"responses": {429: _too_many_imports}},  # ninja keys them by int
+)
 def start_import(
     request, response: HttpResponse, payload: ImportIn, idempotency_key: IdempotencyKey = None
 ):

@@ -1,25 +1,57 @@
-"""Bulk import of notes, run by a background task, exactly once even across crashes.
+"""Bulk import of notes, run by background tasks, exactly once even across crashes, fairly.
 
 The request stores the notes in batches (ImportBatch rows) and enqueues the task in the same
-transaction: the import exists with its task, or neither does. The task then imports one batch
-per transaction: the batch's notes are created, its row deleted and the job's count moved on
-together, under a lock on the job. Killed anywhere (worker, server, PostgreSQL), it runs again
-(tasks/liveness.py) and finds only the batches not imported yet: no note twice, none lost.
+transaction: the import exists with its task, or neither does. A user with IMPORTS_PER_USER
+imports queued or running is refused another, and nothing is stored.
+
+The tasks import one batch per transaction: the batch's notes are created, its row deleted and
+its job's count moved on together, under a lock on the job. Killed anywhere (worker, server,
+PostgreSQL), a task runs again (tasks/liveness.py) and finds only the batches not imported yet:
+no note twice, none lost.
+
+Each batch goes to whichever user's turn it is (tasks/fair.py), not necessarily to the task's own
+import: a task busy with one user's big import takes another user's batch as soon as it is
+queued, so no import waits behind more than the one batch being imported. A task returns once
+its own import is done (or failed), whoever imported its batches.
 """
+
+import logging
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.tasks import task
+
+from tasks import fair
 
 from .models import ImportBatch, ImportJob, Note
 from .selectors import Page, decode_cursor, encode_cursor
 
+logger = logging.getLogger(__name__)
+
+# The name of the imports' fair turns (tasks/models.py OwnerTurn rows).
+TURNS = "notes.imports"
+# What a refused client is told to wait: an import of 10,000 notes takes about a second
+# (docs/tasks.md, "Measured"), so by then one of the user's imports has usually finished.
+RETRY_AFTER_SECONDS = 5
+ACTIVE = (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
+
 
 def import_start(*, owner: AbstractBaseUser, notes: list[dict]) -> ImportJob:
     size = settings.IMPORT_BATCH_SIZE
+    limit = settings.IMPORTS_PER_USER
     with transaction.atomic():
+        # Two requests of one user at once count one after the other: the limit holds exactly.
+        fair.hold_admission(queue=TURNS, owner=owner.pk)
+        if ImportJob.objects.filter(owner=owner, status__in=ACTIVE).count() >= limit:
+            raise fair.OwnerLimitReached(
+                f"You already have {limit} imports queued or running, the most allowed "
+                f"(IMPORTS_PER_USER); send this one again once one of them is done "
+                f"(GET /api/v1/imports). Nothing was changed.",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
+        fair.enroll(queue=TURNS, owner=owner.pk)
         job = ImportJob.objects.create(owner=owner, total=len(notes))
         ImportBatch.objects.bulk_create(
             ImportBatch(job=job, number=number, notes=notes[start : start + size])
@@ -31,41 +63,87 @@ def import_start(*, owner: AbstractBaseUser, notes: list[dict]) -> ImportJob:
 
 @task
 def run_import(job_id: int) -> int:
-    """Import every batch still waiting; returns the job's count of imported notes."""
+    """Import batches, each of whoever's turn it is, until this import is done; its count."""
     ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
         status=ImportJob.Status.RUNNING
     )
-    try:
-        while import_next_batch(job_id):
-            pass
-    except Exception as error:
-        ImportJob.objects.filter(pk=job_id).update(
-            status=ImportJob.Status.FAILED, error=f"{type(error).__name__}: {error}"[:1000]
-        )
-        raise
-    job = ImportJob.objects.get(pk=job_id)
+    while (job := ImportJob.objects.get(pk=job_id)).status in ACTIVE:
+        if job.batches.exists():
+            import_turn(job_id)
+        else:
+            import_next_batch(job_id)  # none left: marks it done
     return job.imported
 
 
+def import_turn(job_id: int) -> None:
+    """Import one batch: the next one of whoever's turn it is, else the next one of job_id's."""
+    serving = job_id  # the import a failure belongs to
+
+    def serve(owner_id: int) -> bool:
+        nonlocal serving
+        job = (
+            ImportJob.objects.select_for_update(skip_locked=True)
+            .filter(owner_id=owner_id, status__in=ACTIVE)
+            .filter(Exists(ImportBatch.objects.filter(job=OuterRef("pk"))))
+            .order_by("created", "id")
+            .first()
+        )
+        if job is None:
+            return False
+        serving = job.pk
+        _import_first_batch(job)
+        return True
+
+    try:
+        with transaction.atomic():
+            waiting = (
+                ImportBatch.objects.filter(job__status__in=ACTIVE)
+                .values_list("job__owner_id", flat=True)
+                .distinct()
+            )
+            if fair.serve_next(queue=TURNS, owners=list(waiting), serve=serve) is not None:
+                return
+        # Every user with batches waiting is being served by another worker right now: help with
+        # this task's own import (waiting for its lock if another worker holds it).
+        serving = job_id
+        import_next_batch(job_id)
+    except Exception as error:
+        ImportJob.objects.filter(pk=serving).update(
+            status=ImportJob.Status.FAILED, error=f"{type(error).__name__}: {error}"[:1000]
+        )
+        if serving == job_id:
+            raise
+        # Another user's import failed: it is marked so (its own task then stops), this one goes on.
+        logger.exception("Import %s failed while run by the task of import %s", serving, job_id)
+
+
 def import_next_batch(job_id: int) -> bool:
-    """Import the first waiting batch in one transaction; False once none is left."""
+    """Import the job's first waiting batch in one transaction; False once none is left."""
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job_id)
-        batch = job.batches.order_by("number").first()
-        if batch is None:
+        if not job.batches.exists():
             if job.status != ImportJob.Status.DONE:
                 job.status = ImportJob.Status.DONE
                 job.save(update_fields=["status", "updated"])
             return False
-        Note.objects.bulk_create(
-            Note(owner_id=job.owner_id, title=note["title"], body=note["body"], tags=note["tags"])
-            for note in batch.notes
-        )
-        batch.delete()
-        job.imported += len(batch.notes)
-        job.status = ImportJob.Status.RUNNING
-        job.save(update_fields=["imported", "status", "updated"])
+        _import_first_batch(job)
     return True
+
+
+def _import_first_batch(job: ImportJob) -> None:
+    """Create the notes of the (locked) job's first batch, delete it, and count them, at once."""
+    batch = job.batches.order_by("number").first()
+    Note.objects.bulk_create(
+        Note(owner_id=job.owner_id, title=note["title"], body=note["body"], tags=note["tags"])
+        for note in batch.notes
+    )
+    batch.delete()
+    job.imported += len(batch.notes)
+    # Done as soon as its last batch is in, whichever task imported it: the answer to the
+    # client's GET does not wait for the import's own task to come round.
+    finished = not job.batches.exists()
+    job.status = ImportJob.Status.DONE if finished else ImportJob.Status.RUNNING
+    job.save(update_fields=["imported", "status", "updated"])
 
 
 def import_get(*, owner: AbstractBaseUser, import_id: int) -> ImportJob | None:

@@ -8,13 +8,18 @@ Every worker checks the schedules each tick, but a period's run is enqueued by o
 only: the one whose INSERT of the (schedule, period) row wins the unique constraint, in the
 same transaction as the enqueue. Several workers, one run per period; a worker that was down
 for a whole period does not make it up later (the purges catch up by themselves).
+
+The runs go to the housekeeping queue, which each worker's housekeeping thread runs itself
+(tasks/worker.py), beside whatever task its loop is busy with: a purge never waits behind an
+import. So a scheduled task must be short, like the purges; a long one should enqueue its work
+on the default queue instead.
 """
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
-from django.tasks import Task
+from django.tasks import Task, TaskResult
 from django.utils import timezone
 
 from .models import PeriodicRun
@@ -32,6 +37,9 @@ class Schedule:
     def period_start(self, now: datetime) -> datetime:
         return datetime.fromtimestamp(now.timestamp() // self.seconds * self.seconds, tz=UTC)
 
+
+# Also in settings.TASKS' QUEUES, which the backend checks every enqueue against.
+HOUSEKEEPING_QUEUE = "housekeeping"
 
 _schedules: dict[str, Schedule] = {}
 # The period each schedule was last settled for in this process (enqueued here or elsewhere):
@@ -56,6 +64,11 @@ def schedules() -> list[Schedule]:
     return list(_schedules.values())
 
 
+def enqueue_run(task: Task) -> TaskResult:
+    """Enqueue one run of a scheduled task now, where its schedule puts them: housekeeping."""
+    return task.using(queue_name=HOUSEKEEPING_QUEUE).enqueue()
+
+
 def enqueue_due(now: datetime | None = None) -> list[str]:
     """Enqueue each schedule whose current period has no run yet; returns their names."""
     now = now or timezone.now()
@@ -72,7 +85,7 @@ def enqueue_due(now: datetime | None = None) -> list[str]:
             )
             won = cursor.fetchone()
             if won is not None:
-                result = schedule.task.enqueue()
+                result = enqueue_run(schedule.task)
                 PeriodicRun.objects.filter(id=won[0]).update(task_id=result.id)
                 enqueued.append(schedule.name)
             # else another worker has this period

@@ -1,5 +1,6 @@
 """What runs beside django-tasks-db's worker loop, on a thread of its own: the liveness lock,
-queueing again the tasks of dead workers, the periodic schedules.
+queueing again the tasks of dead workers, the periodic schedules, and their runs (the
+housekeeping queue, which the loop does not take: a purge never waits behind a long import).
 
 The thread keeps its own connection (the worker loop closes its own between polls, which
 would drop the lock).
@@ -11,7 +12,9 @@ import threading
 import time
 from pathlib import Path
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
+from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult
 
 from core.errors import first_line
 
@@ -60,3 +63,35 @@ class Housekeeper(threading.Thread):
             self.holds_lock.set()
         liveness.requeue_orphans(except_worker=self.worker_id)
         periodic.enqueue_due()
+        run_housekeeping(self.worker_id)
+
+
+def run_housekeeping(worker_id: str) -> int:
+    """Run the ready tasks of the housekeeping queue, one after another, here; how many ran.
+
+    Claimed under this worker's id, so that one cut short by the worker's death runs again
+    (liveness.py). Not by django-tasks-db's Worker.run, which closes the thread's connection
+    between polls, and with it the liveness lock.
+    """
+    runner = Worker(
+        queue_names=[periodic.HOUSEKEEPING_QUEUE],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=worker_id,
+        excluded_queue_names=[],
+    )
+    ran = 0
+    while True:
+        with transaction.atomic():
+            ready = DBTaskResult.objects.ready().filter(
+                backend_name="default", queue_name=periodic.HOUSEKEEPING_QUEUE
+            )
+            result = ready.get_locked()
+            if result is None:
+                return ran
+            result.claim(worker_id)
+        runner.run_task(result)
+        ran += 1

@@ -137,3 +137,54 @@ def test_the_default_import_limit_holds_ten_thousand_ordinary_notes():
     assert ordinary < settings.IMPORT_MAX_REQUEST_BYTES
     limit, _ = settings.FRONT_LARGE_BODIES["/api/v1/imports"]
     assert limit == settings.IMPORT_MAX_REQUEST_BYTES, "the front lets as much through"
+
+
+def test_an_import_over_the_users_limit_is_a_429_with_retry_after(api, user, other_user, settings):
+    settings.IMPORTS_PER_USER = 2
+    body = {"notes": [{"title": "t"}]}
+    for _ in range(2):
+        assert api.send("POST", "/api/v1/imports", json=body).status_code == 202
+
+    response = api.send("POST", "/api/v1/imports", json=body)
+
+    detail = json_error(response, 429)["detail"]
+    assert "IMPORTS_PER_USER" in detail and detail.endswith("Nothing was changed."), detail
+    assert int(response["Retry-After"]) > 0
+    assert ImportJob.objects.filter(owner=user).count() == 2
+    # Another user has places of their own; a finished import frees one.
+    imports.import_start(owner=other_user, notes=[{"title": "t", "body": "", "tags": []}])
+    imports.run_import.call(job_id=ImportJob.objects.filter(owner=user).first().pk)
+    assert api.send("POST", "/api/v1/imports", json=body).status_code == 202
+
+
+def test_each_batch_goes_to_the_user_whose_turn_it_is(user, other_user, settings):
+    """The task of a big import imports another user's batch as soon as it is queued."""
+    settings.IMPORT_BATCH_SIZE = 1
+    notes = [{"title": str(n), "body": "", "tags": []} for n in range(4)]
+    big = imports.import_start(owner=user, notes=notes)
+    second = imports.import_start(owner=user, notes=notes)
+    imports.import_turn(big.pk)  # alice's first batch; then bob queues one note
+    small = imports.import_start(owner=other_user, notes=notes[:1])
+
+    imports.import_turn(big.pk)
+
+    small.refresh_from_db()
+    assert (small.status, small.imported) == ("done", 1), "bob's batch came next"
+    assert imports.run_import.call(job_id=big.pk) == 4
+    second.refresh_from_db()
+    assert second.imported == 0, "alice's imports go oldest first"
+    assert imports.run_import.call(job_id=small.pk) == 1  # its own task finds it done
+
+
+def test_a_failing_batch_fails_its_own_import_not_the_one_whose_task_ran_it(
+    user, other_user, settings
+):
+    settings.IMPORT_BATCH_SIZE = 1
+    big = imports.import_start(owner=user, notes=[{"title": "t", "body": "", "tags": []}] * 3)
+    imports.import_turn(big.pk)
+    broken = imports.import_start(owner=other_user, notes=[{"title": "t"}])  # no body, no tags
+
+    assert imports.run_import.call(job_id=big.pk) == 3
+
+    broken.refresh_from_db()
+    assert broken.status == "failed" and "KeyError" in broken.error, broken.error

@@ -1,8 +1,9 @@
 """Schemathesis against a running `manage.py serve`, over real HTTP; and the server's own refusals.
 
 tests/api/test_fuzz.py fuzzes the WSGI application in process; this sends the same kind of
-requests through the front door (nginx) and granian, whose parsing comes first: a request the schema calls valid must
-reach the app and be accepted, and anything refused must be refused with a documented status.
+requests through the front door (nginx) and granian, whose parsing comes first: a request the
+schema calls valid must reach the app and be accepted, and anything refused must be refused
+with a documented status.
 Bounded: a few random cases per operation besides the coverage phase (well under a minute).
 """
 

@@ -8,7 +8,7 @@ from django.tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from idempotency.tasks import purge_expired_idempotency_keys
-from tasks import liveness, periodic
+from tasks import liveness, periodic, worker
 from tasks.models import PeriodicRun
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +65,18 @@ def test_a_running_task_of_a_dead_worker_is_queued_again_a_live_ones_is_not():
     assert alive.status == TaskResultStatus.RUNNING
     # Its lock gone (the connection closed), the other worker counts as dead too.
     assert liveness.requeue_orphans(except_worker="this-worker") == 1
+
+
+def test_periodic_runs_go_to_the_housekeeping_queue_which_the_housekeeper_runs(monkeypatch):
+    monkeypatch.setattr(periodic, "_settled", {})
+    hourly = periodic.Schedule(task=purge_expired_idempotency_keys, seconds=3600)
+    monkeypatch.setattr(periodic, "_schedules", {NAME: hourly})
+    periodic.enqueue_due(NOON)
+    other_work = purge_expired_idempotency_keys.enqueue()  # the default queue: the loop's
+
+    assert worker.run_housekeeping("worker-1") == 1
+
+    [run] = DBTaskResult.objects.filter(queue_name=periodic.HOUSEKEEPING_QUEUE)
+    assert (run.status, run.worker_ids) == (TaskResultStatus.SUCCESSFUL, ["worker-1"])
+    assert DBTaskResult.objects.get(id=other_work.id).status == TaskResultStatus.READY
+    assert worker.run_housekeeping("worker-1") == 0
