@@ -76,6 +76,7 @@ class ImportBatch(models.Model):
 
     class Meta:
         ordering = ["number"]
+        verbose_name_plural = "import batches"  # Django's default adds an "s"
         constraints = [
             models.UniqueConstraint(fields=["job", "number"], name="import_batch_number"),
         ]

@@ -36,7 +36,7 @@ def initdb(*, data_dir: Path, pgdata: Path, superuser: str, password: str) -> No
         file.write(password + "\n")
     process = programs.run(
         [
-            str(programs.binaries() / "initdb"),
+            str(programs.server_binaries(data_dir) / "initdb"),
             "--pgdata",
             str(scratch),
             "--username",
@@ -174,7 +174,7 @@ def _start_once(
     with os.fdopen(fd, "a") as log:
         process = programs.run(
             [
-                str(programs.binaries() / "postgres"),
+                str(programs.server_binaries(data_dir) / "postgres"),
                 "-D",
                 str(pgdata),
                 "-k",

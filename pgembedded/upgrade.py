@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.files import folder_size, fsync_directory, human_size
 from pgembedded.postgres import SUPERUSER, EmbeddedPostgres
-from pgembedded.programs import MAJOR_VERSION, binaries
+from pgembedded.programs import MAJOR_VERSION, server_binaries
 
 # Where package managers install a given major version's server programs.
 OLD_BINDIR_CANDIDATES = (
@@ -103,10 +103,11 @@ def upgrade(server: EmbeddedPostgres, *, old_bindir: Path | None = None, say: Sa
         try:
             say(f"Creating an empty PostgreSQL {MAJOR_VERSION} data folder in {scratch}")
             _initdb(server, scratch, work, checksums=_has_data_checksums(bindir, server.pgdata))
+            new_bindir = server_binaries(server.data_dir)
             upgrade_command = [
-                str(binaries() / "pg_upgrade"),
+                str(new_bindir / "pg_upgrade"),
                 f"--old-bindir={bindir}",
-                f"--new-bindir={binaries()}",
+                f"--new-bindir={new_bindir}",
                 f"--old-datadir={server.pgdata}",
                 f"--new-datadir={scratch}",
                 f"--username={SUPERUSER}",
@@ -177,7 +178,7 @@ def _initdb(server: EmbeddedPostgres, scratch: Path, work: Path, *, checksums: b
     _run(
         server,
         [
-            str(binaries() / "initdb"),
+            str(server_binaries(server.data_dir) / "initdb"),
             f"--pgdata={scratch}",
             f"--username={SUPERUSER}",
             "--encoding=UTF8",

