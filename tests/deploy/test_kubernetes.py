@@ -229,7 +229,7 @@ def test_the_only_writable_paths_are_empty_dirs(target):
             for mount in container["volumeMounts"]
             if not mount.get("readOnly")
         }
-        # gunicorn's worker heartbeat files and large uploads; nothing else writes.
+        # The front's folder: granian's socket, spooled bodies and answers; nothing else writes.
         assert set(writable) == {"/tmp"}, container["name"]
         assert "emptyDir" in writable["/tmp"]
 
