@@ -15,9 +15,8 @@ def main() -> None:
 
     options = server_options()
     database = settings.DATABASES["default"]
-    described = {key: options.get(key) for key in ("server", "worker_class", "workers", "threads")}
-    if described["server"] == "granian":
-        del described["worker_class"]  # gunicorn's option; granian runs threads per worker
+    described = {key: options.get(key) for key in ("server", "workers", "threads")}
+    described["front"] = settings.WEB_FRONT
     described["CONN_MAX_AGE"] = database.get("CONN_MAX_AGE")
     described["pool"] = database.get("OPTIONS", {}).get("pool")
     print(json.dumps(described, default=str))

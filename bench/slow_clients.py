@@ -1,17 +1,20 @@
 """Slow and idle clients: read-one's latency with and without them, and /readyz meanwhile.
 
 Hundreds of idle keep-alive connections (one request each, then silence; reopened silent when
-the server closes them) and dozens of slowloris clients (request headers at one byte a second,
-never finished; reopened when the server answers) are held open while the normal read-one load
-runs. read-one's p99 is compared with the same load without them (runs alternate: without,
-with, without, ...), and /readyz is polled twice a second throughout. A phase of the normal run
+the server closes them), dozens of slowloris clients (request headers at one byte a second,
+never finished; reopened when the server answers) and dozens of slow readers (a 4 KB receive
+buffer, ten requests for a 1.4 MB file pipelined, nothing read past the first buffers) are held
+open while the normal read-one load runs. read-one's p99 is compared with the same load without
+them (runs alternate: without, with, without, ...), and /readyz is polled twice a second
+throughout. A phase of the normal run
 (`python -m bench`), on the production server and on each `--variant`:
-`--variant plain:WEB_BUFFER_REQUESTS=false` compares gunicorn's plain gthread worker.
+`--variant alone:WEB_FRONT=none` compares granian without its front door.
 """
 
 import asyncio
 import http.client
 import resource
+import socket
 import threading
 import time
 from collections import Counter
@@ -21,8 +24,8 @@ from statistics import median
 from bench.errors import BenchError
 from bench.load import run_wrk
 
-FULL = {"idle": 500, "slow": 50}
-QUICK = {"idle": 20, "slow": 5}
+FULL = {"idle": 500, "slow": 50, "readers": 60}
+QUICK = {"idle": 20, "slow": 5, "readers": 5}
 P99_RATIO_TARGET = 2.0
 READYZ_EVERY_S = 0.5
 READYZ_TIMEOUT_S = 5.0
@@ -30,6 +33,8 @@ HOST = "127.0.0.1"
 # Each slowloris client's request: a line, then a header that grows a byte a second.
 SLOW_START = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 IDLE_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+# Each slow reader's requests: the API docs page's script, ten times, never read.
+LARGE_REQUESTS = 10 * b"GET /static/ninja/swagger-ui-bundle.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 async def read_response(reader: asyncio.StreamReader) -> bytes:
@@ -45,8 +50,8 @@ class HeldClients:
     """`idle` idle keep-alive connections and `slow` slowloris clients to `port`, held open by
     an event loop in a thread of their own. Use as a context manager."""
 
-    def __init__(self, port: int, *, idle: int, slow: int):
-        self.port, self.idle, self.slow = port, idle, slow
+    def __init__(self, port: int, *, idle: int, slow: int, readers: int = 0):
+        self.port, self.idle, self.slow, self.readers = port, idle, slow, readers
         self.open = Counter()  # connections open now, by kind
         self.most_open = Counter()
         self.connect_errors = 0
@@ -59,7 +64,9 @@ class HeldClients:
         self.thread = threading.Thread(target=self._run, name="held-clients", daemon=True)
 
     def __enter__(self):
-        wanted = self.idle + self.slow + 64  # and the benchmark's own files and connections
+        wanted = (
+            self.idle + self.slow + self.readers + 64
+        )  # and the benchmark's own files and connections
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and soft < wanted:
             if hard != resource.RLIM_INFINITY and hard < wanted:
@@ -67,7 +74,9 @@ class HeldClients:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
         self.thread.start()
         deadline = time.monotonic() + 30
-        while self.open.total() < self.idle + self.slow and time.monotonic() < deadline:
+        while (
+            self.open.total() < self.idle + self.slow + self.readers and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         return self
 
@@ -81,15 +90,21 @@ class HeldClients:
         async def everything():
             self.tasks = [asyncio.create_task(self._idle_client()) for _ in range(self.idle)]
             self.tasks += [asyncio.create_task(self._slow_client()) for _ in range(self.slow)]
+            self.tasks += [asyncio.create_task(self._reader()) for _ in range(self.readers)]
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
         self.loop.run_until_complete(everything())
         self.loop.close()
 
-    async def _connect(self, kind: str):
+    async def _connect(self, kind: str, receive_buffer: int = 0):
         while True:
             try:
-                reader, writer = await asyncio.open_connection(HOST, self.port)
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                if receive_buffer:  # before connecting, so that the window starts small
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+                sock.setblocking(False)
+                await asyncio.get_running_loop().sock_connect(sock, (HOST, self.port))
+                reader, writer = await asyncio.open_connection(sock=sock)
             except OSError:
                 self.connect_errors += 1
                 await asyncio.sleep(1)
@@ -142,6 +157,16 @@ class HeldClients:
             finally:
                 self._closed("slow", writer)
 
+    async def _reader(self):
+        """Asks for ten large answers and never reads past what the loop's buffer takes in
+        (about 128 KiB of the 14 MB): the server's writes to it stall, until it gives up."""
+        _, writer = await self._connect("readers", receive_buffer=4096)
+        try:
+            writer.write(LARGE_REQUESTS)
+            await asyncio.Event().wait()  # held until the phase ends
+        finally:
+            self._closed("readers", writer)
+
     def summary(self) -> dict:
         def seconds(values: list[float]) -> float | None:
             return round(median(values), 1) if values else None
@@ -157,6 +182,8 @@ class HeldClients:
             "slow_bytes_sent": self.slow_bytes_sent,
             "slow_answers": dict(self.slow_answers),
             "slow_answered_after_s_median": seconds(self.slow_answered_after),
+            "readers_wanted": self.readers,
+            "readers_most_open": self.most_open["readers"],
         }
 
 
@@ -260,7 +287,10 @@ def measure(plan, wrk: str, dataset: Path, by_name: dict, say=print) -> dict:
     for name, server in by_name.items():
         if name != "production" and not name.startswith("variant "):
             continue
-        say(f"Slow and idle clients on {name}: {counts['idle']} idle, {counts['slow']} slow")
+        say(
+            f"Slow and idle clients on {name}: {counts['idle']} idle, {counts['slow']} slow, "
+            f"{counts['readers']} slow readers"
+        )
         results[name] = measure_one(
             server.url,
             server.port,
@@ -296,16 +326,18 @@ def markdown_section(report: dict) -> list[str]:
         "",
         "## Slow and idle clients",
         "",
-        f"read-one with {counts['idle']} idle keep-alive connections and {counts['slow']} "
-        "slowloris clients (headers at a byte a second) held open, against the same load "
+        f"read-one with {counts['idle']} idle keep-alive connections, {counts['slow']} "
+        "slowloris clients (headers at a byte a second) and "
+        f"{counts.get('readers', 0)} slow readers (ten 1.4 MB answers pipelined, never read) "
+        "held open, against the same load "
         "without them (the runs alternate, without first and last; medians of each side's "
         f"p99). /readyz polled every {READYZ_EVERY_S:g} s throughout. Target: p99 at most "
         f"{P99_RATIO_TARGET:g}x, /readyz always 200.",
         "",
         "| server | conns | runs with | p99 without | p99 with | x | req/s without | with "
-        "| errors | /readyz | slowest /readyz ms | idle held | slow held "
+        "| errors | /readyz | slowest /readyz ms | idle held | slow held | readers held "
         "| idle closed by server | slow answered |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|---|",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|---|",
     ]
     for name, row in found["servers"].items():
         clients, readiness = row["clients"], row["readyz"]
@@ -320,7 +352,8 @@ def markdown_section(report: dict) -> list[str]:
             f"| {verdict(row)} "
             f"| {row['rps_without']:,.0f} | {row['rps_with']:,.0f} | {row['errors_with']} "
             f"| {statuses or 'none'} | {readiness['slowest_ms']} "
-            f"| {clients['idle_most_open']} | {clients['slow_most_open']} | {closed} "
+            f"| {clients['idle_most_open']} | {clients['slow_most_open']} "
+            f"| {clients.get('readers_most_open', 0)} | {closed} "
             f"| {answers or 'none yet'} |"
         )
     return lines

@@ -177,7 +177,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         default=[],
         type=environment_assignment,
         metavar="NAME=VALUE",
-        help="environment for the server, e.g. WEB_SERVER=granian; repeatable",
+        help="environment for the server, e.g. WEB_FRONT=none; repeatable",
     )
     parser.add_argument(
         "--results", type=Path, default=DEFAULT_RESULTS, help="where reports go (bench/results)"

@@ -11,7 +11,7 @@ from bench.processes import process_tree
 GROUPS = {
     "web_workers": "web workers",
     "task_workers": "task workers",
-    "serve": "serve itself and its other children",
+    "serve": "serve itself and its other children (the front door, protect, pg_receivewal)",
     "postgres": "PostgreSQL (all its processes)",
     "app": "the app in all (web + task + serve)",
 }
@@ -68,7 +68,7 @@ def process_groups(serve_pid: int, database_pid: int | None) -> dict[str, list[i
             task_trees |= tree
             groups["task_workers"] += sorted(tree)
         elif pid != serve_pid and parent_of(pid) == serve_pid and command == serve_command:
-            groups["web_workers"].append(pid)  # gunicorn's forks keep serve's command line
+            groups["web_workers"].append(pid)  # granian's forks keep serve's command line
         else:
             groups["serve"].append(pid)
     return groups
