@@ -44,11 +44,14 @@ def once(
     key: str | None,
     status: int,
     write: Callable[[], Schema],
+    fingerprint: str | None = None,
 ) -> Status:
     """Answer `status` with what `write()` returns, running it at most once per key.
 
     Without a key, `write()` simply runs. With one, the answer is stored in the write's own
     transaction, and a retry with the same key and body gets it back instead of a second write.
+    `fingerprint`: the request's, when its body is read as a stream, not as `request.body`
+    (services.fingerprint_hasher).
     """
     if key is None:
         return Status(status, write())
@@ -58,7 +61,8 @@ def once(
         outcome = services.run_once(
             owner=request.auth.user,
             key=key,
-            fingerprint=services.request_fingerprint(
+            fingerprint=fingerprint
+            or services.request_fingerprint(
                 method=request.method, path=request.path, body=request.body
             ),
             action=lambda: (status, write().model_dump(mode="json")),

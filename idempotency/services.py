@@ -41,7 +41,12 @@ def key_is_valid(key: str) -> bool:
 
 
 def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
-    return hashlib.sha256(f"{method} {path}\n".encode() + body).hexdigest()
+    return fingerprint_hasher(method=method, path=path, body=body).hexdigest()
+
+
+def fingerprint_hasher(*, method: str, path: str, body: bytes = b""):
+    """The fingerprint's hash, to be fed the rest of a body read in pieces (`update`)."""
+    return hashlib.sha256(f"{method} {path}\n".encode() + body)
 
 
 def oldest_live() -> datetime:

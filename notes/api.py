@@ -9,12 +9,12 @@ from pydantic import StringConstraints
 from core.fields import NO_NUL, DatabaseId
 from core.schemas import ErrorOut
 from idempotency import api as idempotency
+from idempotency import services as idempotency_services
 from idempotency.api import IdempotencyKey
 
-from . import imports, selectors, services
+from . import import_body, imports, selectors, services
 from .schemas import (
     ImportAccepted,
-    ImportIn,
     ImportOut,
     ImportPageOut,
     NoteIn,
@@ -104,17 +104,27 @@ _too_many_imports = {
 @imports_router.post(
     "",
     response={202: ImportAccepted, 429: ErrorOut},
-    openapi_extra={"responses": {429: _too_many_imports}},  # ninja keys them by int
+    openapi_extra={
+        "responses": {429: _too_many_imports},  # ninja keys them by int
+        # The body is read as a stream (import_body.py), not by ninja: declared for the schema.
+        "requestBody": {
+            "content": {"application/json": {"schema": import_body.schema()}},
+            "required": True,
+        },
+    },
 )
-def start_import(
-    request, response: HttpResponse, payload: ImportIn, idempotency_key: IdempotencyKey = None
-):
+def start_import(request, response: HttpResponse, idempotency_key: IdempotencyKey = None):
+    fingerprint = idempotency_services.fingerprint_hasher(method=request.method, path=request.path)
+    body = import_body.spool(request, fingerprint)
+
     def start() -> ImportAccepted:
-        notes = [note.dict() for note in payload.notes]
-        job = imports.import_start(owner=request.auth.user, notes=notes)
+        job = imports.import_start(owner=request.auth.user, notes=import_body.notes_from(body))
         return ImportAccepted(id=job.pk, status=job.status)
 
-    answer = idempotency.once(request, response, idempotency_key, 202, start)
+    with body:
+        answer = idempotency.once(
+            request, response, idempotency_key, 202, start, fingerprint.hexdigest()
+        )
     # A replay's answer is the stored body (a dict), a first answer the schema.
     job_id = answer.value["id"] if isinstance(answer.value, dict) else answer.value.id
     response["Location"] = f"{request.path.rstrip('/')}/{job_id}"

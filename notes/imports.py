@@ -15,7 +15,9 @@ queued, so no import waits behind more than the one batch being imported. A task
 its own import is done (or failed), whoever imported its batches.
 """
 
+import itertools
 import logging
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -38,7 +40,9 @@ RETRY_AFTER_SECONDS = 5
 ACTIVE = (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
 
 
-def import_start(*, owner: AbstractBaseUser, notes: list[dict]) -> ImportJob:
+def import_start(*, owner: AbstractBaseUser, notes: Iterable[dict]) -> ImportJob:
+    """The import of `notes`, stored in batches as they come (an iterator may raise midway:
+    then nothing is stored), with its task enqueued in the same transaction."""
     size = settings.IMPORT_BATCH_SIZE
     limit = settings.IMPORTS_PER_USER
     with transaction.atomic():
@@ -52,11 +56,11 @@ def import_start(*, owner: AbstractBaseUser, notes: list[dict]) -> ImportJob:
                 retry_after=RETRY_AFTER_SECONDS,
             )
         fair.enroll(queue=TURNS, owner=owner.pk)
-        job = ImportJob.objects.create(owner=owner, total=len(notes))
-        ImportBatch.objects.bulk_create(
-            ImportBatch(job=job, number=number, notes=notes[start : start + size])
-            for number, start in enumerate(range(0, len(notes), size))
-        )
+        job = ImportJob.objects.create(owner=owner, total=0)
+        for number, batch in enumerate(itertools.batched(notes, size, strict=False)):
+            ImportBatch.objects.create(job=job, number=number, notes=list(batch))
+            job.total += len(batch)
+        job.save(update_fields=["total"])
         run_import.enqueue(job_id=job.pk)
     return job
 

@@ -265,14 +265,14 @@ def test_too_many_query_parameters_is_400(request, client, path):
 
 @pytest.mark.parametrize(("client", "path"), QUERY_ENDPOINTS)
 def test_a_huge_query_string_is_a_4xx(request, client, path):
-    response = request.getfixturevalue(client).get(f"{path}?cursor={'7' * 100_000}")
+    response = request.getfixturevalue(client).get(f"{path}?cursor={'7' * 50_000}")
 
     assert fields_named(json_error(response)) == ["cursor"]
 
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [({"q": "x" * 100_000}, "q"), ({"tag": "t" * 100_000}, "tag"), ({"q": "run\x00"}, "q")],
+    [({"q": "x" * 50_000}, "q"), ({"tag": "t" * 50_000}, "tag"), ({"q": "run\x00"}, "q")],
 )
 def test_huge_or_nul_search_text_is_422_naming_it(api, query, field):
     body = json_error(api.get(NOTES_URL, query), 422)
