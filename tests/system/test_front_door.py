@@ -270,7 +270,7 @@ def test_a_worker_over_its_memory_bound_is_replaced_without_dropping_a_request(s
     # the time) ends with "Unexpected exit from worker" and exit status 1.
     recycled.stop()
     replaced = recycled.log.read_text().count("RSS over threshold")
-    assert replaced >= 4, "each worker, every second or so"
+    assert replaced >= 2, "each worker at least once"
     assert set(answers) == {200}, answers
 
     # Negative control: under the default bound, no worker is replaced meanwhile.
