@@ -1,9 +1,9 @@
 """`/metrics` on its own port (METRICS_PORT, on LISTEN_HOST), served by the `serve` process.
 
 Every worker process writes its counts to files in a private folder (prometheus-client's
-multiprocess mode, PROMETHEUS_MULTIPROC_DIR); a thread in the serve process (gunicorn's master,
-or granian's main process) adds them up at each scrape and asks the database and the disks for
-the rest. The application's own port has no /metrics: metrics are never public by accident.
+multiprocess mode, PROMETHEUS_MULTIPROC_DIR); a thread in the serve process (granian's main
+process) adds them up at each scrape and asks the database and the disks for the rest. The
+application's own port has no /metrics: metrics are never public by accident.
 
 What asks the database is asked at most once every CACHE_SECONDS, by one scrape at a time: any
 number of scrapers cost one set of queries, on the PostgreSQL collector's one connection. With
@@ -60,12 +60,34 @@ def _remove_in_owner(folder: Path, owner: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def worker_exited(server, worker) -> None:
-    """gunicorn's child_exit: forget a dead worker's live gauges (its counters still count)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+class WorkersCollector:
+    """The workers' files, read live; first, the live gauges of workers no longer running are
+    forgotten (their counters still count): granian replaces a worker without telling."""
+
+    def __init__(self, folder: str):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)
+        self.folder = folder
+        self.files = multiprocess.MultiProcessCollector(None, path=folder)
+
+    def collect(self):
+        from prometheus_client import multiprocess
+
+        for path in Path(self.folder).glob("gauge_live*_*.db"):
+            pid = int(path.stem.rpartition("_")[2])
+            if not _running(pid):
+                multiprocess.mark_process_dead(pid, self.folder)
+        return self.files.collect()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- The data promise: how much could be lost right now ----------------------------------------
@@ -309,12 +331,13 @@ def start(host: str, port: int):
     A busy port is logged, not fatal: the application still serves, and Prometheus's `up`
     alert says the metrics are missing.
     """
-    from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
+    from prometheus_client import CollectorRegistry, make_wsgi_app
 
     from observability.postgres import PostgresCollector
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # the workers' files: read live, no database
+    # The workers' files: read live, no database.
+    registry.register(WorkersCollector(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     registry.register(CachedCollector(PostgresCollector(), DataPromiseCollector()))
     app = make_wsgi_app(registry)
     if settings.METRICS_TOKEN:
