@@ -52,11 +52,25 @@ def parse_target(text: str) -> datetime:
 def newest_base(archive: Archive) -> BaseBackup:
     backups = archive.base_backups()
     if not backups:
-        raise BackupError(
+        raise no_base_backup(archive)
+    return backups[-1]
+
+
+def no_base_backup(archive: Archive) -> BackupError:
+    """Why an archive without a base backup restores nothing, WAL or not."""
+    newest = archive.newest_wal_time()
+    if newest is None:
+        return BackupError(
             f"No base backup in {archive.base_dir}: nothing to restore from (`serve` takes one "
             f"at its first start, `manage.py backup` takes one now). Nothing was changed."
         )
-    return backups[-1]
+    return BackupError(
+        f"The archive {archive.folder} holds WAL (written up to "
+        f"{newest.isoformat(timespec='seconds')}) but no base backup to replay it onto, so "
+        f"nothing in it can be restored (was the data lost before the first base backup "
+        f"ended?). Keep the folder; a pg_dump file, if you have one, loads with `restore FILE`. "
+        f"Nothing was changed."
+    )
 
 
 def choose_base(

@@ -14,7 +14,7 @@ from backups.errors import BackupError
 from backups.mounted_data_folder import MountedDataFolder
 from backups.offsite import from_settings
 from backups.offsite_restore import OffSiteSource
-from backups.point_in_time import LocalSource, parse_target, restore_to
+from backups.point_in_time import LocalSource, no_base_backup, parse_target, restore_to
 from backups.restore import restore, tables_with_rows
 from backups.validate import validate
 from core import env
@@ -79,6 +79,9 @@ class Command(BaseCommand):
             if options["database"] and options["to"] is None and not options["latest"]:
                 raise CommandError("--database goes with --latest or --to.")
             continuous = archive.base_backups() or settings.BACKUP_URL
+            if options["latest"] and not continuous and archive.newest_wal_time():
+                # Not "no pg_dump file": the archive is there, and can restore nothing.
+                raise no_base_backup(archive)
             if (
                 options["to"] is not None
                 or options["database"]
@@ -248,7 +251,10 @@ class Command(BaseCommand):
             return options["file"].resolve()
         latest = latest_backup(folder)
         if latest is None:
-            raise CommandError(f"No backups in {folder}. Name the file to restore instead.")
+            raise CommandError(
+                f"Nothing to restore in {folder}: no base backup, no WAL and no pg_dump file. To "
+                f"load a pg_dump file kept elsewhere, name it: `restore FILE`. Nothing was changed."
+            )
         return latest.path
 
     def report_migrations(self) -> None:
