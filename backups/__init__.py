@@ -40,6 +40,7 @@ variables, so a password never appears on a command line. Safety, step by step:
 | `archive_status.py` | RPO, window, last error: for `status` and `/readyz` |
 | `healthcheck.py` | the compose `backup` service's health: the current history backed up |
 | `point_in_time.py` | restoring the data folder to a time, in a scratch folder first |
+| `branches.py` | the archive's branches: one timeline per chain, where it forked, when served |
 | `configured_server.py` | a configured server (compose `db`) as `protect` streams it |
 | `mounted_data_folder.py` | a configured server's data folder mounted here, for `restore` |
 | `offsite.py`, `offsite_restore.py` | barman-cloud: sending to S3, restoring from it |

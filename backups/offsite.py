@@ -39,6 +39,7 @@ class OffSiteCommandFailed(BackupError):
 class OffSiteBackup:
     backup_id: str
     ended: datetime
+    timeline: int
 
     @property
     def name(self) -> str:
@@ -164,7 +165,9 @@ class OffSite:
             self.run("barman-cloud-backup-list", "--format", "json", self.url, self.server_name)
         )
         found = [
-            OffSiteBackup(item["backup_id"], parse_barman_time(item["end_time"]))
+            OffSiteBackup(
+                item["backup_id"], parse_barman_time(item["end_time"]), int(item["timeline"])
+            )
             for item in listed.get("backups_list", [])
             if item.get("status") == "DONE" and item.get("end_time")
         ]
@@ -179,6 +182,20 @@ class OffSite:
             str(destination),
             timeout=3600,
         )
+
+    def fetch_history(self, name: str, folder: Path) -> bool:
+        """The history file `name` into `folder`; False when the store has none by that name."""
+        try:
+            self.run(
+                "barman-cloud-wal-restore",
+                *(self.url, self.server_name, name, str(folder / name)),
+                timeout=120,
+            )
+        except OffSiteCommandFailed as error:
+            if error.exit_code == OPERATION_FAILED:
+                return False
+            raise
+        return True
 
     def restore_command(self) -> str:
         """Run by PostgreSQL (its own user: the program must be reachable by it)."""

@@ -40,6 +40,12 @@ class OffSiteSource:
     def latest(self) -> datetime | None:
         return None  # the newest WAL in the bucket is not listed: no second try (point_in_time)
 
+    def timeline(self, base: OffSiteBackup, target: datetime | None) -> int | str:
+        """--to: the base backup's, the branch served at the target (a branch counts here from
+        its first off-site base backup). --latest: the newest timeline, the branch served last
+        (each restore takes one above all), also before its first off-site base backup."""
+        return base.timeline if target is not None else "latest"
+
     def check(self, base: OffSiteBackup, say) -> None:
         say(f"Restoring off-site base backup {base.backup_id} from {self.describe()}")
 

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from backups.archive import Archive, BaseBackup, History
 from backups.base_backup import verify
+from backups.branches import history_file, history_files
 from backups.errors import BackupError
 from pgembedded import access, cluster
 from pgembedded.errors import EmbeddedPostgresError
@@ -51,11 +52,25 @@ def parse_target(text: str) -> datetime:
 def newest_base(archive: Archive) -> BaseBackup:
     backups = archive.base_backups()
     if not backups:
-        raise BackupError(
+        raise no_base_backup(archive)
+    return backups[-1]
+
+
+def no_base_backup(archive: Archive) -> BackupError:
+    """Why an archive without a base backup restores nothing, WAL or not."""
+    newest = archive.newest_wal_time()
+    if newest is None:
+        return BackupError(
             f"No base backup in {archive.base_dir}: nothing to restore from (`serve` takes one "
             f"at its first start, `manage.py backup` takes one now). Nothing was changed."
         )
-    return backups[-1]
+    return BackupError(
+        f"The archive {archive.folder} holds WAL (written up to "
+        f"{newest.isoformat(timespec='seconds')}) but no base backup to replay it onto, so "
+        f"nothing in it can be restored (was the data lost before the first base backup "
+        f"ended?). Keep the folder; a pg_dump file, if you have one, loads with `restore FILE`. "
+        f"Nothing was changed."
+    )
 
 
 def choose_base(
@@ -109,10 +124,14 @@ def which_database(archive: Archive, histories: list[History]) -> str:
 
 
 class LocalSource:
-    """The archive on this machine (BACKUP_DIR): base backups and the WAL pg_receivewal wrote."""
+    """The archive on this machine (BACKUP_DIR): base backups and the WAL pg_receivewal wrote.
 
-    def __init__(self, archive: Archive, database: str | None = None):
+    With `offsite`, the store's history files are seen too: another machine may have restored
+    into it, and the new timeline must be above those as well."""
+
+    def __init__(self, archive: Archive, database: str | None = None, offsite=None, say=None):
         self.archive, self.database = archive, database
+        self.offsite, self.say = offsite, say or (lambda message: None)
 
     def describe(self) -> str:
         return str(self.archive.folder)
@@ -122,6 +141,11 @@ class LocalSource:
 
     def latest(self) -> datetime | None:
         return self.archive.newest_wal_time()
+
+    def timeline(self, base: BaseBackup, target: datetime | None) -> int:
+        """The base backup's own, which is the branch's: 'latest' would follow the newest
+        timeline recovery can see, another branch's once every history file is there."""
+        return base.timeline
 
     def check(self, base: BaseBackup, say) -> None:
         say(f"Checking base backup {base.name} (pg_verifybackup)")
@@ -139,17 +163,36 @@ class LocalSource:
         (scratch / "backup_manifest").unlink(missing_ok=True)
         wal = scratch / RESTORE_WAL
         wal.mkdir(mode=0o700)
+        # Every history file, of every branch: PostgreSQL names the restored timeline one above
+        # the newest it can see, and one it cannot see would be used twice (the off-site copy
+        # then refuses the second's WAL, which would overwrite the first's).
+        for path in history_files(self.archive, chosen=base.chain):
+            shutil.copyfile(path, wal / path.name)
+        if self.offsite is not None:
+            self._fetch_offsite_histories(wal)
         for path in sorted(self.archive.wal_dir(base.chain).iterdir()):
             name = path.name.removesuffix(".partial")
-            if not re.fullmatch(r"[0-9A-F]{24}|[0-9A-F]{8}\.history", name):
-                continue
-            if name[8:] < base.start_wal[8:] and not name.endswith(".history"):
+            if not re.fullmatch(r"[0-9A-F]{24}", name) or name[8:] < base.start_wal[8:]:
                 continue
             if path.name.endswith(".partial") and (wal / name).exists():
                 continue
             shutil.copyfile(path, wal / name)
         # Run by PostgreSQL in the data folder: a plain copy from inside it.
         return f"cp {RESTORE_WAL}/%f %p"
+
+    def _fetch_offsite_histories(self, wal: Path) -> None:
+        """The store's history files above the newest here, until the first it lacks (the
+        timelines in use are consecutive: each restore takes the next)."""
+        timeline = max((int(path.name[:8], 16) for path in wal.glob("*.history")), default=1) + 1
+        try:
+            while self.offsite.fetch_history(history_file(timeline), wal):
+                timeline += 1
+        except BackupError as error:
+            self.say(
+                f"WARNING: could not read the history files of {self.offsite.describe()} "
+                f"({error}): if another machine restored into it, the new timeline may be one it "
+                f"holds, and `status` will say the off-site copy stopped."
+            )
 
 
 def restore_to(*, server, source, target: datetime | None, force: bool, say) -> Restored:
@@ -202,15 +245,15 @@ def restore_to(*, server, source, target: datetime | None, force: bool, say) -> 
 def replay(server, source, base, scratch: Path, target) -> str:
     restore_command = source.fill(scratch, base)
     scratch.chmod(0o700)
-    write_recovery_settings(scratch, restore_command, target)
+    write_recovery_settings(scratch, restore_command, target, source.timeline(base, target))
     return recover(server, scratch)
 
 
-def write_recovery_settings(scratch: Path, restore_command: str, target) -> None:
+def write_recovery_settings(scratch: Path, restore_command: str, target, timeline) -> None:
     settings = [
         f"restore_command = '{restore_command}'",
         "recovery_target_action = 'promote'",
-        "recovery_target_timeline = 'latest'",
+        f"recovery_target_timeline = '{timeline}'",
         "archive_mode = 'off'",
     ]
     if target is not None:

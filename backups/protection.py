@@ -71,6 +71,9 @@ class Protection(threading.Thread):
         self.server, self.archive = server, archive
         self.base_every, self.keep_days, self.warn = base_every, keep_days, warn
         self.stopping = threading.Event()
+        # Set once every write from now on can be restored: at once on a history that has a
+        # base backup, after its first one on a new history (`serve` waits for it).
+        self.settled = threading.Event()
         self.receiver: subprocess.Popen | None = None
         self.chain: str | None = None
         self.needs_base = False
@@ -145,6 +148,7 @@ class Protection(threading.Thread):
             self._keep_receiving()
             if time.time() >= next_base:
                 next_base = self._base_backup()
+            self.settled.set()
             try:
                 self.archive.record_checksums(self.chain)
                 if time.time() >= next_disk_check:

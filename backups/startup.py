@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -21,20 +22,39 @@ from backups.tools import signal_when_parent_dies
 
 
 def start_protection(say: Callable[[str], None]) -> subprocess.Popen | None:
-    """Start `manage.py protect` in the background (the first start does not wait for it)."""
+    """Start `manage.py protect`, and wait until every write from then on can be restored.
+
+    On a history without a base backup yet (a first start, the first after a restore) that is
+    once its first base backup is taken: until then a write acknowledged would be in the
+    streamed WAL with nothing to replay it onto, lost with the disk. Of a fresh database that
+    costs about a second, once (docs/data-safety.md); later starts do not wait."""
     if not settings.EMBEDDED_DATABASE:
         return None  # a configured server is protected by its own archiving (docs/data-safety.md)
     if not settings.BACKUP_PROTECTION:
         say("Continuous backups are off (BACKUP_PROTECTION=off): only `backup` protects the data")
         return None
     say(f"Starting continuous backups into {default_folder()}")
+    started = time.monotonic()
+    reading, writing = os.pipe()
     process = subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "protect"],
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "protect", f"--ready-fd={writing}"],
         stdin=subprocess.DEVNULL,
+        pass_fds=(writing,),
         preexec_fn=signal_when_parent_dies(signal.SIGTERM),
     )
     atexit.register(_stop, process, os.getpid())  # after the server joined: runs before it leaves
+    os.close(writing)
+    with os.fdopen(reading) as pipe:
+        state = pipe.readline().strip()  # "" when protect exited first: it said why
+    if state == "protected":
+        say(f"Protected: every write from now on can be restored ({_seconds(started)})")
+    elif state not in ("off", "elsewhere"):  # protect says those itself
+        say(f"WARNING: continuous backups are not protecting yet ({state or 'protect exited'})")
     return process
+
+
+def _seconds(started: float) -> str:
+    return f"{time.monotonic() - started:.2f} s"
 
 
 def _stop(process: subprocess.Popen, owner: int) -> None:

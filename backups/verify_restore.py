@@ -43,7 +43,7 @@ def verify_restore(*, archive: Archive, data_dir: Path, live_counts: dict[str, i
         scratch = folder / "postgres.restoring"
         restore_command = source.fill(scratch, base)
         scratch.chmod(0o700)
-        write_recovery_settings(scratch, restore_command, None)
+        write_recovery_settings(scratch, restore_command, None, base.timeline)
         say(f"Restoring {base.name} and its WAL into {folder}")
         reached = recover(scratch_server, scratch)
         scratch.rename(scratch_server.pgdata)

@@ -44,7 +44,8 @@ def post(port: int, token: str, write: TimedWrite) -> None:
 class Writers:
     """`count` threads creating notes as fast as the server answers, each write timed."""
 
-    def __init__(self, server: Server, token: str, count: int = 4):
+    def __init__(self, server: Server, token: str, count: int = 4, prefix: str = ""):
+        self.prefix = prefix  # distinct titles when one test writes more than once
         self.writes: list[TimedWrite] = []
         self.stopping = threading.Event()
         self.threads = [
@@ -57,7 +58,7 @@ class Writers:
     def _write(self, port: int, token: str, writer: int) -> None:
         number = 0
         while not self.stopping.is_set():
-            write = TimedWrite(title=f"writer {writer} note {number}", sent=time.time())
+            write = TimedWrite(f"{self.prefix}writer {writer} note {number}", sent=time.time())
             self.writes.append(write)
             post(port, token, write)
             number += 1

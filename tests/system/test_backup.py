@@ -212,7 +212,7 @@ def test_a_backup_from_before_a_migration_restores_into_the_migrated_database(si
 
 
 def test_restore_latest_picks_the_newest_backup_and_needs_a_file_or_latest(site):
-    assert "No backups in" in site.manage("restore", "--latest").stderr
+    assert "Nothing to restore in" in site.manage("restore", "--latest").stderr
     site.backup()
     site.query("DELETE FROM notes_note WHERE id <= 100")
     after_delete = site.fingerprint()

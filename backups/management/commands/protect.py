@@ -1,3 +1,5 @@
+import contextlib
+import os
 import signal
 import threading
 
@@ -24,11 +26,22 @@ class Command(BaseCommand):
         "One process at a time protects an archive."
     )
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--ready-fd",
+            type=int,
+            help="write one line to this file descriptor once every write from then on can be "
+            "restored (after the first base backup of a new history), then close it; `serve` "
+            "waits for it before it reports ready",
+        )
+
     def handle(self, *args, **options):
+        ready = Ready(options["ready_fd"])
         stopping = threading.Event()
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, lambda *_: stopping.set())
         if not settings.BACKUP_PROTECTION:
+            ready.say("off")
             # Idle rather than exit: compose's `restart: unless-stopped` would start it again.
             self.stdout.write(
                 "Continuous backups are off (BACKUP_PROTECTION=off): nothing is archived. "
@@ -55,11 +68,13 @@ class Command(BaseCommand):
         try:
             claimed = protection.claim()
         except psycopg.Error as error:
+            ready.say("failed")
             raise CommandError(
                 f"Cannot start continuous backups of {describe_database(connection)}: "
                 f"{first_line(error, 'no answer')}"
             ) from None
         if not claimed:
+            ready.say("elsewhere")
             self.stdout.write(f"Continuous backups into {archive.folder}: run by another process")
             return
         offsite = f", shipped to {protection.offsite.describe()}" if protection.offsite else ""
@@ -69,6 +84,24 @@ class Command(BaseCommand):
             f"streamed as written{offsite}{first}"
         )
         protection.start()
+        while not protection.settled.wait(0.2) and protection.is_alive():
+            if stopping.is_set():
+                break
+        ready.say("failed, see the log" if protection.needs_base else "protected")
         while not stopping.wait(1.0) and protection.is_alive():
             pass
         protection.stop()
+
+
+class Ready:
+    """The line `serve` waits for on --ready-fd (nothing without one): written once."""
+
+    def __init__(self, fd: int | None):
+        self.fd = fd
+
+    def say(self, state: str) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError), os.fdopen(self.fd, "w") as pipe:
+            pipe.write(state + "\n")
+        self.fd = None

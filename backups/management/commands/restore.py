@@ -6,6 +6,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from backups.archive import Archive
+from backups.branches import branches
 from backups.catalogue import default_folder, latest_backup
 from backups.database import connect, describe_database
 from backups.dump import dump
@@ -13,7 +14,7 @@ from backups.errors import BackupError
 from backups.mounted_data_folder import MountedDataFolder
 from backups.offsite import from_settings
 from backups.offsite_restore import OffSiteSource
-from backups.point_in_time import LocalSource, parse_target, restore_to
+from backups.point_in_time import LocalSource, no_base_backup, parse_target, restore_to
 from backups.restore import restore, tables_with_rows
 from backups.validate import validate
 from core import env
@@ -78,6 +79,9 @@ class Command(BaseCommand):
             if options["database"] and options["to"] is None and not options["latest"]:
                 raise CommandError("--database goes with --latest or --to.")
             continuous = archive.base_backups() or settings.BACKUP_URL
+            if options["latest"] and not continuous and archive.newest_wal_time():
+                # Not "no pg_dump file": the archive is there, and can restore nothing.
+                raise no_base_backup(archive)
             if (
                 options["to"] is not None
                 or options["database"]
@@ -98,7 +102,9 @@ class Command(BaseCommand):
         source = (
             OffSiteSource(offsite)
             if offsite is not None and not archive.base_backups()
-            else LocalSource(archive, database=options["database"])
+            else LocalSource(
+                archive, database=options["database"], offsite=offsite, say=self.stdout.write
+            )
         )
         if options["database"] and isinstance(source, OffSiteSource):
             raise CommandError(
@@ -147,7 +153,6 @@ class Command(BaseCommand):
         return MountedDataFolder(Path(pgdata), connection.settings_dict)
 
     def list(self, archive: Archive) -> None:
-        backups = archive.base_backups()
         window = archive.window()
         if window is None:
             self.stdout.write(f"No base backups in {archive.base_dir}: nothing to restore yet.")
@@ -157,16 +162,34 @@ class Command(BaseCommand):
             f"Recoverable from {earliest.isoformat(timespec='seconds')} to "
             f"{latest.isoformat(timespec='milliseconds')} (archive {archive.folder})"
         )
-        self.stdout.write(f"{len(backups)} base backups, oldest first:")
-        for history in archive.histories():
-            self.stdout.write(
-                f"database {history.system_identifier or '?'}, recoverable to "
-                f"{history.latest.isoformat(timespec='milliseconds')}:"
+        found = branches(archive)
+        count = sum(len(branch.base_backups) for branch in found)
+        plural = "" if len(found) == 1 else "es"
+        self.stdout.write(
+            f"{len(found)} branch{plural}, {count} base backups, oldest first. A branch is served "
+            f"from the end of its first base backup until the next one's; `--to TIME` restores "
+            f"the branch served at TIME."
+        )
+        for branch, following in zip(found, [*found[1:], None], strict=True):
+            until = following.served_from.isoformat(timespec="seconds") if following else "now"
+            fork = (
+                f"forked from timeline {branch.fork.parent} at {branch.fork.lsn}"
+                f" ({branch.fork.reason or 'no reason recorded'})"
+                if branch.fork
+                else "the database's first timeline"
             )
-            for backup in history.base_backups:
+            self.stdout.write(
+                f"timeline {branch.timeline}, database {branch.system_identifier or '?'}, {fork}:"
+            )
+            self.stdout.write(
+                f"  served from {branch.served_from.isoformat(timespec='seconds')} to {until}, "
+                f"restorable from {branch.served_from.isoformat(timespec='seconds')} to "
+                f"{branch.latest.isoformat(timespec='milliseconds')} (chain {branch.chain})"
+            )
+            for backup in branch.base_backups:
                 self.stdout.write(
                     f"  {backup.name}  ended {backup.ended.isoformat(timespec='seconds')}  "
-                    f"timeline {backup.timeline}  {human_size(folder_bytes(backup.path))}"
+                    f"{human_size(folder_bytes(backup.path))}"
                 )
 
     def restore(self, options) -> None:
@@ -228,7 +251,10 @@ class Command(BaseCommand):
             return options["file"].resolve()
         latest = latest_backup(folder)
         if latest is None:
-            raise CommandError(f"No backups in {folder}. Name the file to restore instead.")
+            raise CommandError(
+                f"Nothing to restore in {folder}: no base backup, no WAL and no pg_dump file. To "
+                f"load a pg_dump file kept elsewhere, name it: `restore FILE`. Nothing was changed."
+            )
         return latest.path
 
     def report_migrations(self) -> None:
