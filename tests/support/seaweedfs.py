@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class SeaweedFS:
         return f"http://127.0.0.1:{self.ports['s3.port']}"
 
     def start(self, timeout: float = 30) -> None:
-        weed = shutil.which("weed") or str(Path(os.__file__).parents[3] / "bin" / "weed")
+        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
         command = [
             weed,
             "mini",
