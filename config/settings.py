@@ -173,20 +173,7 @@ INSTALLED_APPS = [
     "observability",
 ]
 
-MIDDLEWARE = [
-    "core.middleware.HealthProbeMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.csp.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "core.middleware.LengthRequiredMiddleware",
-    "accounts.middleware.LoginThrottleMiddleware",
-]
+# MIDDLEWARE: one list, at the end of this file, once the flags it depends on are read.
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -271,13 +258,11 @@ if DATABASE_REPLICA_ALIASES:
     # Sessions, users, permissions and tokens are read on the primary: a logout, a deactivation
     # or a revoked permission acts at once, even on a GET that a replica answers.
     DATABASE_ROUTERS = [
+        # Workers lock task rows to claim them: the task tables are read on the primary.
+        "tasks.routers.TasksOnPrimaryRouter",
         "accounts.routers.AuthenticationOnPrimaryRouter",
         "core.replicas.PrimaryReplicaRouter",
     ]
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("core.middleware.HealthProbeMiddleware") + 1,
-        "core.replicas.ReadYourWritesMiddleware",
-    )
 # After a write, the same client reads from the primary for this long (a cookie).
 REPLICA_PIN_SECONDS = env.get_int("REPLICA_PIN_SECONDS", 5)
 # A replica further behind than this (or unreachable) is skipped; reads go to the primary.
@@ -311,14 +296,6 @@ IMPORT_MAX_REQUEST_BYTES = env.get_int("IMPORT_MAX_REQUEST_BYTES", 64 * 1024 * 1
 # Imports one user may have queued or running; one more is refused with 429 and Retry-After. Their
 # batches wait in PostgreSQL (up to IMPORT_MAX_REQUEST_BYTES each): this bounds one user's share.
 IMPORTS_PER_USER = env.get_int("IMPORTS_PER_USER", 8)
-if "notes" in INSTALLED_APPS:
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("core.middleware.LengthRequiredMiddleware") + 1,
-        "notes.import_body.ImportBodyLimitMiddleware",
-    )
-if DATABASE_REPLICA_ALIASES:
-    # Workers lock task rows to claim them: the task tables are read on the primary.
-    DATABASE_ROUTERS.insert(0, "tasks.routers.TasksOnPrimaryRouter")
 # -- end of tasks --------------------------------------------------------------------------------
 # Where the front door lets a body past MAX_REQUEST_BYTES, and only once the caller's token is
 # good (checked on FRONT_AUTHORIZED_PATH, before the body is read): path -> (limit, 413 detail).
@@ -363,10 +340,6 @@ try:
 except ValueError as error:
     raise ImproperlyConfigured(str(error)) from None
 LOGGING = log_format.logging_config(log_format=LOG_FORMAT, level=env.get_str("LOG_LEVEL", "INFO"))
-# Outermost: the request id is on every line logged while a request is answered, probes included.
-MIDDLEWARE[:0] = ["observability.middleware.RequestIdMiddleware"] + (
-    ["observability.middleware.MetricsMiddleware"] if METRICS_PORT else []
-)
 # Traces (OpenTelemetry, OTLP/HTTP) only when told where to send them: observability/tracing.py.
 TRACING = bool(env.get_str("OTEL_EXPORTER_OTLP_ENDPOINT"))
 # Spans leave out URL query strings (search terms) and SQL statement parameters, as the access
@@ -382,10 +355,6 @@ TRACING_CAPTURE_PARAMETERS = env.get_bool("TRACING_CAPTURE_PARAMETERS", False)
 MAX_URL_BYTES = env.get_int("MAX_URL_BYTES", 60 * 1024)
 if not 1024 <= MAX_URL_BYTES <= 60 * 1024:
     raise ImproperlyConfigured(f"MAX_URL_BYTES={MAX_URL_BYTES}: use 1024 to 61440.")
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-    "core.middleware.UrlLengthLimitMiddleware",
-)
 # `serve` restarts the embedded PostgreSQL when it dies (pgembedded/supervisor.py); after this
 # many deaths within the window it gives up and exits non-zero. /readyz reads its state file.
 EMBEDDED_SUPERVISE = env.get_bool("EMBEDDED_SUPERVISE", True)
@@ -398,3 +367,33 @@ EMBEDDED_SUPERVISOR_STATE_FILE = (
 # data folder or the backups folder is (default 1 GB).
 DISK_FREE_WARN_BYTES = env.get_int("DISK_FREE_WARN_BYTES", 1_000_000_000)
 # -- end of faults -------------------------------------------------------------------------------
+
+# -- Middleware, outermost first -----------------------------------------------------------------
+MIDDLEWARE = [
+    # The request id is on every line logged while a request is answered, probes included.
+    "observability.middleware.RequestIdMiddleware",
+    # Counts and times every request by route, probes included (METRICS_PORT).
+    *(["observability.middleware.MetricsMiddleware"] if METRICS_PORT else []),
+    # /healthz and /readyz, before the host check and the HTTPS redirect refuse a probe.
+    "core.middleware.HealthProbeMiddleware",
+    # Chooses where the request reads (the primary for a while after a write), before any query.
+    *(["core.replicas.ReadYourWritesMiddleware"] if DATABASE_REPLICA_ALIASES else []),
+    "django.middleware.security.SecurityMiddleware",
+    # A URL over MAX_URL_BYTES is a JSON 414, like every other error.
+    "core.middleware.UrlLengthLimitMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Static files from the apps or STATIC_ROOT when no front serves them (WEB_FRONT=none).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A body sent chunked, without Content-Length, is a 411 rather than read as empty.
+    "core.middleware.LengthRequiredMiddleware",
+    # POST /api/v1/imports reads its body under IMPORT_MAX_REQUEST_BYTES, not MAX_REQUEST_BYTES.
+    *(["notes.import_body.ImportBodyLimitMiddleware"] if "notes" in INSTALLED_APPS else []),
+    # A throttled admin login is a 429 with Retry-After (accounts/throttle.py).
+    "accounts.middleware.LoginThrottleMiddleware",
+]
