@@ -288,28 +288,9 @@ TASK_DRAIN_SECONDS = env.get_int("TASK_DRAIN_SECONDS", 30)
 TASK_RESULT_RETENTION_DAYS = env.get_int("TASK_RESULT_RETENTION_DAYS", 7)
 # The purges (idempotency keys, tokens, login failures, task results) run once per this period.
 HOUSEKEEPING_INTERVAL_SECONDS = env.get_int("HOUSEKEEPING_INTERVAL_SECONDS", 3600)
-# A bulk import (notes/imports.py) commits this many notes per transaction.
-IMPORT_BATCH_SIZE = env.get_int("IMPORT_BATCH_SIZE", 500)
-# POST /api/v1/imports may be larger than MAX_REQUEST_BYTES, up to this. Not what 10,000 maximal
-# notes would need (about 966 MiB, in one worker's memory): clients split bigger imports.
-IMPORT_MAX_REQUEST_BYTES = env.get_int("IMPORT_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
-# Imports one user may have queued or running; one more is refused with 429 and Retry-After. Their
-# batches wait in PostgreSQL (up to IMPORT_MAX_REQUEST_BYTES each): this bounds one user's share.
-IMPORTS_PER_USER = env.get_int("IMPORTS_PER_USER", 8)
 # -- end of tasks --------------------------------------------------------------------------------
-# Where the front door lets a body past MAX_REQUEST_BYTES, and only once the caller's token is
-# good (checked on FRONT_AUTHORIZED_PATH, before the body is read): path -> (limit, 413 detail).
-FRONT_LARGE_BODIES = (
-    {
-        "/api/v1/imports": (
-            IMPORT_MAX_REQUEST_BYTES,
-            f"An import body is at most {IMPORT_MAX_REQUEST_BYTES} bytes "
-            "(IMPORT_MAX_REQUEST_BYTES); split it into several imports.",
-        )
-    }
-    if "notes" in INSTALLED_APPS
-    else {}
-)
+# Where the front door checks a caller's token before it reads a body an app lets past
+# MAX_REQUEST_BYTES (an AppConfig's large_bodies(), server/front_door.py): 2xx for a good token.
 FRONT_AUTHORIZED_PATH = "/api/v1/me"
 
 # -- Backups (continuous protection of the embedded database; backups/ and docs/data-safety.md) --
@@ -392,8 +373,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A body sent chunked, without Content-Length, is a 411 rather than read as empty.
     "core.middleware.LengthRequiredMiddleware",
-    # POST /api/v1/imports reads its body under IMPORT_MAX_REQUEST_BYTES, not MAX_REQUEST_BYTES.
-    *(["notes.import_body.ImportBodyLimitMiddleware"] if "notes" in INSTALLED_APPS else []),
     # A throttled admin login is a 429 with Retry-After (accounts/throttle.py).
     "accounts.middleware.LoginThrottleMiddleware",
 ]

@@ -17,7 +17,6 @@ its own import is done (or failed), whoever imported its batches.
 
 import logging
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Exists, OuterRef
@@ -26,6 +25,7 @@ from django.tasks import task
 from core.pagination import Page, keyset_page
 from tasks import fair
 
+from .conf import setting
 from .models import ImportBatch, ImportJob, Note
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ ACTIVE = (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
 
 
 def import_start(*, owner: AbstractBaseUser, notes: list[dict]) -> ImportJob:
-    size = settings.IMPORT_BATCH_SIZE
-    limit = settings.IMPORTS_PER_USER
+    size = setting("IMPORT_BATCH_SIZE")
+    limit = setting("IMPORTS_PER_USER")
     with transaction.atomic():
         # Two requests of one user at once count one after the other: the limit holds exactly.
         fair.hold_admission(queue=TURNS, owner=owner.pk)
