@@ -49,14 +49,8 @@ _database["OPTIONS"].setdefault("connect_timeout", 5)
 _pool_size = env.get_int("DB_POOL_SIZE", 0)
 if _pool_size:
     _database["CONN_MAX_AGE"] = 0  # the pool keeps the connections
-    from psycopg_pool import ConnectionPool
-
-    # Checked when lent, as CONN_HEALTH_CHECKS does for kept connections.
-    _database["OPTIONS"]["pool"] = {
-        "min_size": _pool_size,
-        "max_size": _pool_size,
-        "check": ConnectionPool.check_connection,
-    }
+    # With CONN_HEALTH_CHECKS, Django has the pool check each connection when it lends it.
+    _database["OPTIONS"]["pool"] = {"min_size": _pool_size, "max_size": _pool_size}
 # Server-side prepared statements: PostgreSQL parses and plans each hot query once per
 # connection rather than per request (docs/performance.md). Off behind a pooler that
 # shares server connections between clients (PgBouncer's transaction mode).

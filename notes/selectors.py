@@ -49,8 +49,12 @@ def _is_search_refusal(error: DatabaseError) -> bool:
     """PostgreSQL refused the search text itself (a limit of its tsquery parser)."""
     cause = error.__cause__
     sqlstate = getattr(cause, "sqlstate", None) or ""
+    if sqlstate.startswith("54"):  # program_limit_exceeded
+        return True
+    # The parser's own limits are raised without a code of their own: internal_error, known by
+    # its message ("tsquery stack too small").
     message = getattr(getattr(cause, "diag", None), "message_primary", None) or ""
-    return sqlstate.startswith("54") or "tsquery" in message
+    return sqlstate == "XX000" and "tsquery" in message
 
 
 # Every column, so that the notes made from rows are whole model instances.
