@@ -321,7 +321,7 @@ TRACING = bool(env.get_str("OTEL_EXPORTER_OTLP_ENDPOINT"))
 TRACING_CAPTURE_PARAMETERS = env.get_bool("TRACING_CAPTURE_PARAMETERS", False)
 # -- end of observability ------------------------------------------------------------------------
 
-# -- Faults (issue 13: server refusals, disk space, supervision of the embedded server) ----------
+# -- Faults (server refusals, disk space, supervision of the embedded server) --------------------
 # A longer URL (path and query string, percent-encoded) is a JSON 414 from Django, and the front's
 # bound on a request line follows it (server/front_door.py). Below it, a value too long for its
 # field is a 422 naming the field, which says more than a 414. granian itself refuses a URL of

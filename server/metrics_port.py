@@ -1,9 +1,9 @@
 """`/metrics` on its own port (METRICS_PORT, on LISTEN_HOST), served by the `serve` process.
 
 Every worker process writes its counts to files in a private folder (prometheus-client's
-multiprocess mode, PROMETHEUS_MULTIPROC_DIR); a thread in the serve process (gunicorn's master,
-or granian's main process) adds them up at each scrape and asks the database and the disks for
-the rest. The application's own port has no /metrics: metrics are never public by accident.
+multiprocess mode, PROMETHEUS_MULTIPROC_DIR); a thread in the serve process (granian's main
+process) adds them up at each scrape and asks the database and the disks for the rest. The
+application's own port has no /metrics: metrics are never public by accident.
 
 What asks the database is asked at most once every CACHE_SECONDS, by one scrape at a time: any
 number of scrapers cost one set of queries, on the PostgreSQL collector's one connection. With
@@ -58,14 +58,6 @@ def prepare_multiprocess_folder() -> Path:
 def _remove_in_owner(folder: Path, owner: int) -> None:
     if os.getpid() == owner:  # not in a forked worker, which inherits this exit handler
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def worker_exited(server, worker) -> None:
-    """gunicorn's child_exit: forget a dead worker's live gauges (its counters still count)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
 
 
 # -- The data promise: how much could be lost right now ----------------------------------------

@@ -2,8 +2,6 @@
 
 Field-by-field validation of notes and credentials is in test_api_notes.py and test_api_auth.py;
 this file runs the same kinds of bad input across every endpoint that can receive them.
-
-One idea, kept in one file (over 300 lines): the bad-input matrix across endpoints.
 """
 
 import json
@@ -314,7 +312,7 @@ def test_sql_looking_search_text_finds_nothing_and_harms_nothing(api, note, para
 @pytest.mark.parametrize(
     "text",
     [
-        "-" * 60,  # the review's: "tsquery stack too small", a 500 with a traceback
+        "-" * 60,  # once "tsquery stack too small", a 500 with a traceback
         "x " + "-" * 40 + "y",
         "or " + "-" * 35,
         "-(" * 100,
