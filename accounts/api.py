@@ -6,6 +6,7 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
 from core.fields import MAX_BIGINT
+from core.pagination import Cursor
 from core.schemas import ErrorOut
 
 from . import selectors, services
@@ -57,17 +58,15 @@ def revoke_token(request):
 def list_tokens(
     request,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
+    cursor: Cursor = None,
 ):
     """The caller's live tokens, newest first; never their values."""
-    tokens, next_cursor = selectors.token_list(
-        user=request.auth.user, limit=limit, before_id=cursor
-    )
+    page = selectors.token_list(user=request.auth.user, limit=limit, cursor=cursor)
     items = [
         {"id": t.pk, "created": t.created, "expires": t.expires, "current": t.pk == request.auth.pk}
-        for t in tokens
+        for t in page.items
     ]
-    return {"items": items, "next": next_cursor}
+    return {"items": items, "next": page.next}
 
 
 @auth_router.delete("/tokens/{token_id}", response={204: None})
@@ -89,10 +88,9 @@ def me(request):
 def list_users(
     request,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
+    cursor: Cursor = None,
 ):
     """All users, for staff with the `auth.view_user` permission (as in the admin)."""
     if not selectors.user_may_list_users(user=request.auth.user):
         raise HttpError(403, "Only staff with the view_user permission may list users.")
-    users, next_cursor = selectors.user_list(limit=limit, after_id=cursor)
-    return {"items": users, "next": next_cursor}
+    return selectors.user_list(limit=limit, cursor=cursor)

@@ -2,6 +2,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
+from core.pagination import Page, keyset_page
 from core.replicas import routing
 
 from .models import ApiToken
@@ -16,25 +17,16 @@ def user_may_list_users(*, user: AbstractBaseUser) -> bool:
         return user.is_staff and user.has_perm("auth.view_user")
 
 
-def user_list(*, limit: int, after_id: int = 0) -> tuple[list, str | None]:
-    """Users by id, one page at a time; the cursor is the last id seen."""
-    users = list(get_user_model().objects.filter(pk__gt=after_id).order_by("pk")[: limit + 1])
-    has_more = len(users) > limit
-    users = users[:limit]
-    return users, str(users[-1].pk) if has_more else None
+def user_list(*, limit: int, cursor: str | None = None) -> Page:
+    """Users by id, one page at a time."""
+    users = get_user_model().objects.all()
+    return keyset_page(users, order=("pk",), limit=limit, cursor=cursor)
 
 
-def token_list(
-    *, user: AbstractBaseUser, limit: int, before_id: int | None = None
-) -> tuple[list[ApiToken], str | None]:
-    """The user's live tokens, newest first; the cursor is the last id seen."""
+def token_list(*, user: AbstractBaseUser, limit: int, cursor: str | None = None) -> Page[ApiToken]:
+    """The user's live tokens, newest first."""
     tokens = ApiToken.objects.filter(user=user, expires__gt=timezone.now())
-    if before_id is not None:
-        tokens = tokens.filter(pk__lt=before_id)
-    page = list(tokens.order_by("-pk")[: limit + 1])
-    has_more = len(page) > limit
-    page = page[:limit]
-    return page, str(page[-1].pk) if has_more else None
+    return keyset_page(tokens, order=("-pk",), limit=limit, cursor=cursor)
 
 
 def token_get(*, user: AbstractBaseUser, token_id: int) -> ApiToken | None:

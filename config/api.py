@@ -18,6 +18,7 @@ from accounts.api import BearerToken, auth_router, me_router
 from accounts.throttle import LoginThrottled
 from core.api_docs import api_docs_visible
 from core.fields import PATTERN_MESSAGES
+from core.pagination import InvalidCursor
 from core.schemas import ErrorOut
 from notes.api import routes as notes_router
 from tasks.fair import OwnerLimitReached
@@ -235,6 +236,11 @@ def on_suspicious_request(request, exc):
         limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
         return _error(request, 400, f"Too many parameters: at most {limit} are accepted.")
     return _error(request, 400, "Bad request.")
+
+
+@api.exception_handler(InvalidCursor)
+def on_invalid_cursor(request, exc: InvalidCursor):
+    return _error(request, 400, f"cursor: {exc}")
 
 
 @api.exception_handler(LoginThrottled)

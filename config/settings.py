@@ -49,14 +49,8 @@ _database["OPTIONS"].setdefault("connect_timeout", 5)
 _pool_size = env.get_int("DB_POOL_SIZE", 0)
 if _pool_size:
     _database["CONN_MAX_AGE"] = 0  # the pool keeps the connections
-    from psycopg_pool import ConnectionPool
-
-    # Checked when lent, as CONN_HEALTH_CHECKS does for kept connections.
-    _database["OPTIONS"]["pool"] = {
-        "min_size": _pool_size,
-        "max_size": _pool_size,
-        "check": ConnectionPool.check_connection,
-    }
+    # With CONN_HEALTH_CHECKS, Django has the pool check each connection when it lends it.
+    _database["OPTIONS"]["pool"] = {"min_size": _pool_size, "max_size": _pool_size}
 # Server-side prepared statements: PostgreSQL parses and plans each hot query once per
 # connection rather than per request (docs/performance.md). Off behind a pooler that
 # shares server connections between clients (PgBouncer's transaction mode).
@@ -173,20 +167,7 @@ INSTALLED_APPS = [
     "observability",
 ]
 
-MIDDLEWARE = [
-    "core.middleware.HealthProbeMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.csp.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "core.middleware.LengthRequiredMiddleware",
-    "accounts.middleware.LoginThrottleMiddleware",
-]
+# MIDDLEWARE: one list, at the end of this file, once the flags it depends on are read.
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -218,7 +199,6 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -271,13 +251,11 @@ if DATABASE_REPLICA_ALIASES:
     # Sessions, users, permissions and tokens are read on the primary: a logout, a deactivation
     # or a revoked permission acts at once, even on a GET that a replica answers.
     DATABASE_ROUTERS = [
+        # Workers lock task rows to claim them: the task tables are read on the primary.
+        "tasks.routers.TasksOnPrimaryRouter",
         "accounts.routers.AuthenticationOnPrimaryRouter",
         "core.replicas.PrimaryReplicaRouter",
     ]
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("core.middleware.HealthProbeMiddleware") + 1,
-        "core.replicas.ReadYourWritesMiddleware",
-    )
 # After a write, the same client reads from the primary for this long (a cookie).
 REPLICA_PIN_SECONDS = env.get_int("REPLICA_PIN_SECONDS", 5)
 # A replica further behind than this (or unreachable) is skipped; reads go to the primary.
@@ -303,36 +281,9 @@ TASK_DRAIN_SECONDS = env.get_int("TASK_DRAIN_SECONDS", 30)
 TASK_RESULT_RETENTION_DAYS = env.get_int("TASK_RESULT_RETENTION_DAYS", 7)
 # The purges (idempotency keys, tokens, login failures, task results) run once per this period.
 HOUSEKEEPING_INTERVAL_SECONDS = env.get_int("HOUSEKEEPING_INTERVAL_SECONDS", 3600)
-# A bulk import (notes/imports.py) commits this many notes per transaction.
-IMPORT_BATCH_SIZE = env.get_int("IMPORT_BATCH_SIZE", 500)
-# POST /api/v1/imports may be larger than MAX_REQUEST_BYTES, up to this. Not what 10,000 maximal
-# notes would need (about 966 MiB, in one worker's memory): clients split bigger imports.
-IMPORT_MAX_REQUEST_BYTES = env.get_int("IMPORT_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
-# Imports one user may have queued or running; one more is refused with 429 and Retry-After. Their
-# batches wait in PostgreSQL (up to IMPORT_MAX_REQUEST_BYTES each): this bounds one user's share.
-IMPORTS_PER_USER = env.get_int("IMPORTS_PER_USER", 8)
-if "notes" in INSTALLED_APPS:
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("core.middleware.LengthRequiredMiddleware") + 1,
-        "notes.import_body.ImportBodyLimitMiddleware",
-    )
-if DATABASE_REPLICA_ALIASES:
-    # Workers lock task rows to claim them: the task tables are read on the primary.
-    DATABASE_ROUTERS.insert(0, "tasks.routers.TasksOnPrimaryRouter")
 # -- end of tasks --------------------------------------------------------------------------------
-# Where the front door lets a body past MAX_REQUEST_BYTES, and only once the caller's token is
-# good (checked on FRONT_AUTHORIZED_PATH, before the body is read): path -> (limit, 413 detail).
-FRONT_LARGE_BODIES = (
-    {
-        "/api/v1/imports": (
-            IMPORT_MAX_REQUEST_BYTES,
-            f"An import body is at most {IMPORT_MAX_REQUEST_BYTES} bytes "
-            "(IMPORT_MAX_REQUEST_BYTES); split it into several imports.",
-        )
-    }
-    if "notes" in INSTALLED_APPS
-    else {}
-)
+# Where the front door checks a caller's token before it reads a body an app lets past
+# MAX_REQUEST_BYTES (an AppConfig's large_bodies(), server/front_door.py): 2xx for a good token.
 FRONT_AUTHORIZED_PATH = "/api/v1/me"
 
 # -- Backups (continuous protection of the embedded database; backups/ and docs/data-safety.md) --
@@ -363,10 +314,6 @@ try:
 except ValueError as error:
     raise ImproperlyConfigured(str(error)) from None
 LOGGING = log_format.logging_config(log_format=LOG_FORMAT, level=env.get_str("LOG_LEVEL", "INFO"))
-# Outermost: the request id is on every line logged while a request is answered, probes included.
-MIDDLEWARE[:0] = ["observability.middleware.RequestIdMiddleware"] + (
-    ["observability.middleware.MetricsMiddleware"] if METRICS_PORT else []
-)
 # Traces (OpenTelemetry, OTLP/HTTP) only when told where to send them: observability/tracing.py.
 TRACING = bool(env.get_str("OTEL_EXPORTER_OTLP_ENDPOINT"))
 # Spans leave out URL query strings (search terms) and SQL statement parameters, as the access
@@ -374,7 +321,7 @@ TRACING = bool(env.get_str("OTEL_EXPORTER_OTLP_ENDPOINT"))
 TRACING_CAPTURE_PARAMETERS = env.get_bool("TRACING_CAPTURE_PARAMETERS", False)
 # -- end of observability ------------------------------------------------------------------------
 
-# -- Faults (issue 13: server refusals, disk space, supervision of the embedded server) ----------
+# -- Faults (server refusals, disk space, supervision of the embedded server) --------------------
 # A longer URL (path and query string, percent-encoded) is a JSON 414 from Django, and the front's
 # bound on a request line follows it (server/front_door.py). Below it, a value too long for its
 # field is a 422 naming the field, which says more than a 414. granian itself refuses a URL of
@@ -382,10 +329,6 @@ TRACING_CAPTURE_PARAMETERS = env.get_bool("TRACING_CAPTURE_PARAMETERS", False)
 MAX_URL_BYTES = env.get_int("MAX_URL_BYTES", 60 * 1024)
 if not 1024 <= MAX_URL_BYTES <= 60 * 1024:
     raise ImproperlyConfigured(f"MAX_URL_BYTES={MAX_URL_BYTES}: use 1024 to 61440.")
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-    "core.middleware.UrlLengthLimitMiddleware",
-)
 # `serve` restarts the embedded PostgreSQL when it dies (pgembedded/supervisor.py); after this
 # many deaths within the window it gives up and exits non-zero. /readyz reads its state file.
 EMBEDDED_SUPERVISE = env.get_bool("EMBEDDED_SUPERVISE", True)
@@ -398,3 +341,31 @@ EMBEDDED_SUPERVISOR_STATE_FILE = (
 # data folder or the backups folder is (default 1 GB).
 DISK_FREE_WARN_BYTES = env.get_int("DISK_FREE_WARN_BYTES", 1_000_000_000)
 # -- end of faults -------------------------------------------------------------------------------
+
+# -- Middleware, outermost first -----------------------------------------------------------------
+MIDDLEWARE = [
+    # The request id is on every line logged while a request is answered, probes included.
+    "observability.middleware.RequestIdMiddleware",
+    # Counts and times every request by route, probes included (METRICS_PORT).
+    *(["observability.middleware.MetricsMiddleware"] if METRICS_PORT else []),
+    # /healthz and /readyz, before the host check and the HTTPS redirect refuse a probe.
+    "core.middleware.HealthProbeMiddleware",
+    # Chooses where the request reads (the primary for a while after a write), before any query.
+    *(["core.replicas.ReadYourWritesMiddleware"] if DATABASE_REPLICA_ALIASES else []),
+    "django.middleware.security.SecurityMiddleware",
+    # A URL over MAX_URL_BYTES is a JSON 414, like every other error.
+    "core.middleware.UrlLengthLimitMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Static files from the apps or STATIC_ROOT when no front serves them (WEB_FRONT=none).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A body sent chunked, without Content-Length, is a 411 rather than read as empty.
+    "core.middleware.LengthRequiredMiddleware",
+    # A throttled admin login is a 429 with Retry-After (accounts/throttle.py).
+    "accounts.middleware.LoginThrottleMiddleware",
+]

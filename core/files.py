@@ -1,8 +1,41 @@
 """Small file-system facts and words for them, used wherever data folders are handled."""
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
+from typing import TextIO
+
+
+def lock(file: TextIO, *, shared: bool = False, wait: bool = True) -> bool:
+    """flock(2) the open `file`: False when `wait` is False and another process holds it.
+
+    The lock lasts while the file is open (in forked children too), and the kernel drops it when
+    the process dies: a crash leaves no stale lock. On a file already locked, it converts the lock.
+    """
+    try:
+        fcntl.flock(
+            file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+        )
+    except BlockingIOError:
+        return False
+    return True
+
+
+def locked_file(path: Path, *, shared: bool = False, wait: bool = True) -> TextIO | None:
+    """`path` (made if missing), open and locked; None when `wait` is False and it is held.
+
+    Close it, or leave a `with` block on it, to release the lock.
+    """
+    file = open(path, "a")  # noqa: SIM115  (the caller holds it)
+    try:
+        if lock(file, shared=shared, wait=wait):
+            return file
+    except BaseException:
+        file.close()
+        raise
+    file.close()
+    return None
 
 
 def fsync_directory(folder: Path) -> None:

@@ -7,6 +7,7 @@ from ninja.errors import HttpError
 from pydantic import StringConstraints
 
 from core.fields import NO_NUL, DatabaseId
+from core.pagination import Cursor
 from core.schemas import ErrorOut
 from idempotency import api as idempotency
 from idempotency import services as idempotency_services
@@ -26,12 +27,6 @@ from .schemas import (
 router = Router(tags=["notes"])
 
 SearchText = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
-
-# A cursor is the unpadded base64url text of a page's `next` (selectors.encode_cursor). The pattern
-# is declared for the schema only: any other text is refused with a 400 naming the cursor, like a
-# well-formed one this API did not return (docs/api.md, "Cursors").
-_cursor = Query(description="Opaque: the `next` of the previous page; omit for the first page.")
-_cursor.json_schema_extra |= {"pattern": "^[A-Za-z0-9_-]*$"}
 
 
 def _owned_note(request, note_id: int):
@@ -55,7 +50,7 @@ def create_note(
 def list_notes(
     request,
     limit: Annotated[int, Query(ge=1, le=selectors.PAGE_LIMIT_MAX)] = 20,
-    cursor: Annotated[SearchText | None, _cursor] = None,
+    cursor: Cursor = None,
     tag: Annotated[SearchText | None, Query()] = None,
     q: Annotated[SearchText | None, Query(description="Full-text search (web syntax)")] = None,
 ):
@@ -63,8 +58,6 @@ def list_notes(
         page = selectors.note_list(
             owner=request.auth.user, limit=limit, cursor=cursor, tag=tag, query=q
         )
-    except selectors.InvalidCursor as error:
-        raise HttpError(400, f"cursor: {error}") from None
     except selectors.InvalidSearch as error:
         raise HttpError(400, f"q: {error}") from None
     # Sent as the rows came, which already have NotePageOut's types: making and validating up to
@@ -135,12 +128,9 @@ def start_import(request, response: HttpResponse, idempotency_key: IdempotencyKe
 def list_imports(
     request,
     limit: Annotated[int, Query(ge=1, le=selectors.PAGE_LIMIT_MAX)] = 20,
-    cursor: Annotated[SearchText | None, Query()] = None,
+    cursor: Cursor = None,
 ):
-    try:
-        return imports.import_list(owner=request.auth.user, limit=limit, cursor=cursor)
-    except selectors.InvalidCursor as error:
-        raise HttpError(400, f"cursor: {error}") from None
+    return imports.import_list(owner=request.auth.user, limit=limit, cursor=cursor)
 
 
 @imports_router.get("/{import_id}", response=ImportOut)

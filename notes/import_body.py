@@ -2,9 +2,11 @@
 
 Django checks DATA_UPLOAD_MAX_MEMORY_SIZE (MAX_REQUEST_BYTES) when `request.body` is first read,
 for every view alike, and the parsed JSON of a 64 MiB import took five times its size. So this
-endpoint's body is never read as `request.body`: the middleware refuses one whose length is over
-the import limit, the view copies it to a temporary file (hashing it for Idempotency-Key), and
-`notes_from` reads the notes from that file one at a time, each validated as it comes.
+endpoint's body is never read as `request.body`: `spool` refuses one whose length is over the
+import limit (the front door refuses it first, apps.py; this holds where there is none), then
+copies it to a temporary file as it is read, hashing it for Idempotency-Key; `notes_from` reads
+the notes from that file one at a time, each validated as it comes. Both run only once the
+caller's token is good.
 """
 
 import tempfile
@@ -12,38 +14,16 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import ijson
-from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from ninja.errors import HttpError, ValidationError
 from pydantic import ValidationError as PydanticError
 
+from .conf import import_too_large, setting
 from .schemas import IMPORT_MAX_NOTES, ImportIn, NoteIn
 
-# Where config/api.py mounts the imports router.
-IMPORTS_PATH = "/api/v1/imports"
 CHUNK_BYTES = 64 * 1024
 # ("body", "payload", ...) is how ninja names a body's fields: config/api.py shortens it.
 WHERE = ("body", "payload")
-
-
-class ImportBodyLimitMiddleware:
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest):
-        if request.method == "POST" and request.path_info.rstrip("/") == IMPORTS_PATH:
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0  # Django refuses it as usual
-            limit = settings.IMPORT_MAX_REQUEST_BYTES
-            if length > limit:
-                detail = (
-                    f"An import body is at most {limit} bytes (IMPORT_MAX_REQUEST_BYTES); "
-                    f"split it into several imports."
-                )
-                return JsonResponse({"detail": detail}, status=413)
-        return self.get_response(request)
 
 
 def schema() -> dict:
@@ -55,6 +35,13 @@ def schema() -> dict:
 
 def spool(request: HttpRequest, fingerprint) -> BinaryIO:
     """The request's body, copied to a temporary file as it is read, and fed to `fingerprint`."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0  # Django refuses it as usual
+    limit = setting("IMPORT_MAX_REQUEST_BYTES")
+    if length > limit:
+        raise HttpError(413, import_too_large(limit))
     if request.content_type != "application/json" and not request.content_type.endswith("+json"):
         raise HttpError(415, f"Content-Type must be application/json (got {request.content_type}).")
     body = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)

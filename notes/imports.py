@@ -19,16 +19,16 @@ import itertools
 import logging
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.tasks import task
 
+from core.pagination import Page, keyset_page
 from tasks import fair
 
+from .conf import setting
 from .models import ImportBatch, ImportJob, Note
-from .selectors import Page, decode_cursor, encode_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ ACTIVE = (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
 def import_start(*, owner: AbstractBaseUser, notes: Iterable[dict]) -> ImportJob:
     """The import of `notes`, stored in batches as they come (an iterator may raise midway:
     then nothing is stored), with its task enqueued in the same transaction."""
-    size = settings.IMPORT_BATCH_SIZE
-    limit = settings.IMPORTS_PER_USER
+    size = setting("IMPORT_BATCH_SIZE")
+    limit = setting("IMPORTS_PER_USER")
     with transaction.atomic():
         # Two requests of one user at once count one after the other: the limit holds exactly.
         fair.hold_admission(queue=TURNS, owner=owner.pk)
@@ -154,13 +154,7 @@ def import_get(*, owner: AbstractBaseUser, import_id: int) -> ImportJob | None:
     return ImportJob.objects.filter(owner=owner, pk=import_id).first()
 
 
-def import_list(*, owner: AbstractBaseUser, limit: int, cursor: str | None) -> Page:
-    """The owner's imports, newest first, by the same cursor as the notes list."""
-    jobs = ImportJob.objects.filter(owner=owner).order_by("-created", "-id")
-    if cursor is not None:
-        created, job_id = decode_cursor(cursor)
-        jobs = jobs.filter(Q(created__lt=created) | Q(created=created, id__lt=job_id))
-    found = list(jobs[: limit + 1])
-    items = found[:limit]
-    last = items[-1] if len(found) > limit else None
-    return Page(items=items, next=encode_cursor(last.created, last.pk) if last else None)
+def import_list(*, owner: AbstractBaseUser, limit: int, cursor: str | None) -> Page[ImportJob]:
+    """The owner's imports, newest first."""
+    jobs = ImportJob.objects.filter(owner=owner)
+    return keyset_page(jobs, order=("-created", "-id"), limit=limit, cursor=cursor)

@@ -1,8 +1,5 @@
-import base64
-import binascii
 import functools
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -10,44 +7,14 @@ from django.contrib.postgres.search import SearchQuery
 from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 
-from core.fields import MAX_BIGINT
+from core.pagination import Page, decode_cursor, encode_cursor
 from core.prepared_query import PreparedQuery
 
 from .models import SEARCH_CONFIG, Note, search_vector
 
 
-class InvalidCursor(ValueError):
-    pass
-
-
 class InvalidSearch(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list  # note_list: dicts of PAGE_COLUMNS; imports: ImportJob instances
-    next: str | None
-
-
-def encode_cursor(created: datetime, item_id: int) -> str:
-    raw = f"{created.isoformat()}|{item_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, note_id = raw.split("|")
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None or not (note_id.isascii() and note_id.isdigit()):
-            raise ValueError
-        if not 0 < int(note_id) <= MAX_BIGINT:
-            raise ValueError
-        # In UTC, or overflowing here rather than in PostgreSQL (e.g. 9999-12-31T23:59-23:59).
-        return when.astimezone(UTC), int(note_id)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor("cursor is not one this API returned") from None
 
 
 # websearch_to_tsquery passes over ASCII white space and the to_tsquery operators it ignores while
@@ -82,8 +49,12 @@ def _is_search_refusal(error: DatabaseError) -> bool:
     """PostgreSQL refused the search text itself (a limit of its tsquery parser)."""
     cause = error.__cause__
     sqlstate = getattr(cause, "sqlstate", None) or ""
+    if sqlstate.startswith("54"):  # program_limit_exceeded
+        return True
+    # The parser's own limits are raised without a code of their own: internal_error, known by
+    # its message ("tsquery stack too small").
     message = getattr(getattr(cause, "diag", None), "message_primary", None) or ""
-    return sqlstate.startswith("54") or "tsquery" in message
+    return sqlstate == "XX000" and "tsquery" in message
 
 
 # Every column, so that the notes made from rows are whole model instances.
@@ -161,7 +132,7 @@ def note_list(
     cursor: str | None = None,
     tag: str | None = None,
     query: str | None = None,
-) -> Page:
+) -> Page[dict]:
     """One page of the owner's notes, newest first, each a dict of PAGE_COLUMNS.
 
     Keyset pagination on (created, id): a page never repeats or skips notes because others were
@@ -174,7 +145,7 @@ def note_list(
     if query:
         values["query"] = search_text(query)
     if cursor:
-        values["created"], values["note_id"] = decode_cursor(cursor)
+        values["created"], values["note_id"] = decode_cursor(cursor, datetime, int)
     prepared = _page_query(limit, bool(tag), bool(query), bool(cursor))
     try:
         rows = prepared.rows(**values)

@@ -14,18 +14,19 @@ server, in `cluster`.
 """
 
 import atexit
-import fcntl
 import hashlib
 import os
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import quote
 
 import psycopg
 
 from core.env import private_folder
+from core.files import lock, locked_file
 from pgembedded import access, cluster, programs
 from pgembedded.errors import EmbeddedPostgresError
 
@@ -145,11 +146,10 @@ class EmbeddedPostgres:
         clients = self.data_dir / "postgres.clients.lock"
         if not clients.exists():
             return False
-        with open(clients, "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
+        alone = locked_file(clients, wait=False)
+        if alone is None:
+            return True
+        alone.close()
         return False
 
     def accepts_connections(self) -> bool:
@@ -157,6 +157,8 @@ class EmbeddedPostgres:
             with self.connect(dbname="postgres", connect_timeout=2):
                 return True
         except psycopg.OperationalError as error:
+            # A failed connection carries no SQLSTATE (libpq keeps only the server's message, not
+            # its code, 28P01 here): the message is all there is to tell this refusal apart.
             if "password authentication failed" in str(error):
                 raise EmbeddedPostgresError(
                     f"PostgreSQL in {self.pgdata} refused the password in {self.password_file}: "
@@ -216,10 +218,9 @@ class EmbeddedPostgres:
             return  # a forked child (a server worker) leaves with its parent, not alone
         with self.start_lock():
             try:
-                fcntl.flock(self._clients_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.stop()
-            except BlockingIOError:
-                pass  # others still use it; the last of them stops it
+                # Others still using it hold the lock shared: the last of them stops it.
+                if lock(self._clients_lock, wait=False):
+                    self.stop()
             finally:
                 self._clients_lock.close()
                 self._clients_lock = None
@@ -227,13 +228,12 @@ class EmbeddedPostgres:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def start_lock(self):
-        return _FileLock(self.data_dir / "postgres.start.lock")
+    def start_lock(self) -> TextIO:
+        """Held (`with`) by whoever starts, stops, joins or leaves the server: one at a time."""
+        return locked_file(self.data_dir / "postgres.start.lock")
 
     def _join_clients(self) -> None:
-        lock = open(self.data_dir / "postgres.clients.lock", "a")  # noqa: SIM115
-        fcntl.flock(lock, fcntl.LOCK_SH)
-        self._clients_lock = lock
+        self._clients_lock = locked_file(self.data_dir / "postgres.clients.lock", shared=True)
         self._owner_pid = os.getpid()
         atexit.register(self.leave)
 
@@ -299,19 +299,6 @@ class EmbeddedPostgres:
             ).fetchone()
             if not exists:
                 connection.execute(f'CREATE DATABASE "{DATABASE}"')
-
-
-class _FileLock:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        self.file = open(self.path, "a")
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()
 
 
 _instances: dict[Path, EmbeddedPostgres] = {}

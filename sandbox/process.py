@@ -23,7 +23,7 @@ PROXY_BUILD_ARGS = (
 )
 # The only variables a docker/compose subprocess inherits. Everything compose interpolates or
 # passes through (POSTGRES_*, DJANGO_*, APP_*, COMPOSE_*) comes from the stack's env file
-# (tests/containers/stack.py), so a developer's shell or .env cannot change what is tested.
+# (tests/support/container_stack.py), so a developer's shell or .env cannot change what is tested.
 INHERITED_VARIABLES = {
     "PATH",
     "HOME",

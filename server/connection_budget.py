@@ -16,7 +16,7 @@ class ConnectionBudget:
     """The most connections the app may hold on one PostgreSQL server."""
 
     instances: int  # APP_MAX_INSTANCES: pods at the HPA's maximum, compose replicas
-    workers: int  # WEB_CONCURRENCY: gunicorn processes per instance
+    workers: int  # WEB_CONCURRENCY: app server processes per instance
     per_worker: int  # WEB_THREADS (each keeps its connection), or the pool's max_size
     per_worker_source: str = "WEB_THREADS"
 

@@ -106,16 +106,29 @@ def front_config() -> FrontConfig:
         read_timeout=settings.REQUEST_READ_TIMEOUT,
         write_timeout=settings.RESPONSE_WRITE_TIMEOUT,
         app_timeout=settings.APP_RESPONSE_TIMEOUT,
-        large_bodies=[
-            LargeBody(path=path, max_bytes=limit, too_large=detail)
-            for path, (limit, detail) in settings.FRONT_LARGE_BODIES.items()
-        ],
+        large_bodies=large_bodies(),
         authorized_path=settings.FRONT_AUTHORIZED_PATH,
         static_url=settings.STATIC_URL,
         static_root=collected_static(),
         access_log=settings.ACCESS_LOG,
         log_format=settings.LOG_FORMAT,
     )
+
+
+def large_bodies() -> list[LargeBody]:
+    """The locations whose bodies may be larger, as the installed apps declare them.
+
+    An app's AppConfig may have `large_bodies()`: {path: (max bytes, the 413's detail)}
+    (notes/apps.py), so that the app and its limit come and go together.
+    """
+    from django.apps import apps
+
+    return [
+        LargeBody(path=path, max_bytes=limit, too_large=detail)
+        for app in apps.get_app_configs()
+        if hasattr(app, "large_bodies")
+        for path, (limit, detail) in app.large_bodies().items()
+    ]
 
 
 def collected_static() -> Path | None:

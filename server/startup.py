@@ -1,10 +1,15 @@
 """The one start sequence, shared by the local command, the container and Kubernetes.
 
+`prepare()` runs these steps, in this order:
+
 1. resolve the database (configured, or start/attach to the embedded one);
-2. wait for it, with backoff, up to a deadline;
-3. migrate under a PostgreSQL advisory lock, so replicas starting at once migrate exactly once;
-4. ensure the superuser from DJANGO_SUPERUSER_* (idempotent, no default password);
-then the caller serves.
+2. wait for it, with backoff, up to DB_WAIT_TIMEOUT;
+3. check that the configured servers fit its max_connections (server/connection_budget.py);
+4. migrate under a PostgreSQL advisory lock, so replicas starting at once migrate exactly once;
+5. ensure the superuser from DJANGO_SUPERUSER_* (idempotent, no default password);
+
+then closes every connection, so that the server workers forked next inherit none. `serve`
+then supervises the embedded database (`supervise_database()`) and serves.
 """
 
 import os

@@ -1,7 +1,4 @@
-"""The notes API over HTTP: create, list, search, paginate, read, change, delete, bad input.
-
-One idea, kept in one file (over 300 lines): the notes API's own behaviour.
-"""
+"""The notes API over HTTP: create, list, search, paginate, read, change, delete, bad input."""
 
 import base64
 from datetime import datetime

@@ -6,8 +6,10 @@ import pytest
 from django_tasks_db.models import DBTaskResult
 
 from notes import imports
+from notes.conf import setting
 from notes.models import ImportJob, Note
 from notes.schemas import IMPORT_MAX_NOTES
+from server.front_door import LargeBody, large_bodies
 from tests.support.errors import json_error
 
 pytestmark = pytest.mark.django_db
@@ -130,13 +132,22 @@ def test_an_import_over_its_own_limit_is_a_413_that_says_so(api, settings):
 
 def test_the_default_import_limit_holds_ten_thousand_ordinary_notes():
     """10,000 notes of a 3,000-character body fit; 10,000 maximal ones (~966 MiB) do not."""
-    from django.conf import settings
-
     note = {"title": "x" * 200, "body": "x" * 3_000, "tags": ["x" * 50] * 5}
     ordinary = len(json.dumps({"notes": [note] * IMPORT_MAX_NOTES}))
-    assert ordinary < settings.IMPORT_MAX_REQUEST_BYTES
-    limit, _ = settings.FRONT_LARGE_BODIES["/api/v1/imports"]
-    assert limit == settings.IMPORT_MAX_REQUEST_BYTES, "the front lets as much through"
+    assert ordinary < setting("IMPORT_MAX_REQUEST_BYTES")
+
+
+def test_the_front_door_lets_as_much_through_to_the_imports_only(settings):
+    settings.IMPORT_MAX_REQUEST_BYTES = 1234
+
+    assert large_bodies() == [
+        LargeBody(
+            path="/api/v1/imports",
+            max_bytes=1234,
+            too_large="An import body is at most 1234 bytes (IMPORT_MAX_REQUEST_BYTES); "
+            "split it into several imports.",
+        )
+    ]
 
 
 def test_an_import_over_the_users_limit_is_a_429_with_retry_after(api, user, other_user, settings):

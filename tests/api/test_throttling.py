@@ -1,9 +1,7 @@
 """Failed logins are limited per account and address and per address, never per account alone.
 
 The API's token endpoint and the admin's login form alike. Per account, over every address,
-there is only a slowdown: nobody can keep an account's owner out (issue 16, finding 1).
-
-One idea, kept in one file (over 300 lines): login throttling, API and admin.
+there is only a slowdown: a refusal there would let anyone keep an account's owner out.
 """
 
 import re
@@ -210,7 +208,7 @@ def test_an_ipv6_client_is_counted_by_its_64_not_by_each_address(user):
     assert login("alice", PASSWORD, address="2001:db8:1:3::1").status_code == 201
 
 
-# -- Client addresses behind a proxy (issue 16, finding 5) ---------------------------------------
+# -- Client addresses behind a proxy ------------------------------------------------------------
 
 
 def test_an_untrusted_peer_cannot_dodge_the_limit_by_rotating_x_forwarded_for(settings, user):

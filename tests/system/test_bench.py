@@ -2,7 +2,7 @@
 (production, runserver, the DRF and django-bolt peers, raw) and target.
 
 Its speed is not asserted (CI machines are shared and noisy); that it still works is. Without
-wrk the test is skipped locally and fails under CI, where .ci/run installs it.
+wrk the test is skipped locally and fails under CI, where .ci/install installs it.
 """
 
 import json
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 def quick_report(tmp_path_factory):
     if shutil.which("wrk") is None:
         if os.environ.get("CI"):
-            pytest.fail("wrk is not installed; .ci/run installs it (apt-get install wrk)")
+            pytest.fail("wrk is not installed; .ci/install installs it (apt-get install wrk)")
         pytest.skip("wrk is not installed (apt-get install wrk)")
     results = tmp_path_factory.mktemp("bench")
     environ = {

@@ -68,6 +68,19 @@ def test_nothing_outside_the_example_names_it(copy_without_notes):
     assert offenders == []
 
 
+def test_the_configuration_keeps_nothing_of_the_example(copy_without_notes):
+    """Its package, its endpoints and its settings live in notes/, none of them in config/."""
+    names = re.compile(r"\b(?i:notes|imports)\b|\bIMPORTS?_[A-Z_]+")
+    found = [
+        f"{path.relative_to(copy_without_notes)}:{number}: {line.strip()}"
+        for path in sorted((copy_without_notes / "config").rglob("*"))
+        if path.is_file()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if names.search(line)
+    ]
+    assert found == []
+
+
 def test_the_copy_passes_check_deploy(copy_without_notes, tmp_path):
     checked = manage(
         tmp_path / "data",

@@ -3,9 +3,8 @@
 The primary is an embedded PostgreSQL in a throwaway folder; the standby is a copy of it taken
 with the wheel's own `pg_basebackup -R`, started as a second server. `manage.py serve` runs
 against both (DATABASE_URL and DATABASE_REPLICA_URLS, over their Unix sockets). Pausing replay
-on the standby makes it lag on purpose, so where each read went shows in what it returns.
-
-One idea, kept in one file (over 300 lines): read replicas end to end, with one shared setup.
+on the standby makes it lag on purpose, so where each read went shows in what it returns. The
+tests share that one setup.
 """
 
 import json

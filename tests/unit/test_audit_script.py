@@ -1,4 +1,4 @@
-"""`.ci/audit`: the locked dependencies against known vulnerabilities (issue 16, finding 8).
+"""`.ci/audit`: the locked dependencies against known vulnerabilities.
 
 Run for real, with pip-audit asking a stand-in OSV server on loopback (these machines reach no
 vulnerability service): it fails on a known vulnerability, passes on none, and where the service
