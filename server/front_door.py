@@ -30,6 +30,9 @@ from django.template.loader import render_to_string
 Say = Callable[[str], None]
 # A front that keeps dying is started again at most this often.
 RESTART_DELAY_SECONDS = 1.0
+# A kept-alive client connection that sends nothing for this long is closed (a proxy in front
+# must close its idle connections to the app first: tests/deploy/test_proxy_config.py).
+KEEPALIVE_SECONDS = 5
 # nginx reads its configuration and binds its port in milliseconds; this covers a loaded host.
 START_TIMEOUT_SECONDS = 10.0
 
@@ -160,6 +163,7 @@ def render(config: FrontConfig, folder: Path, app_socket: Path, access_log: Path
             "connections": config.connections,
             "backlog": config.backlog,
             "upstream_keepalive": 64,
+            "keepalive_seconds": KEEPALIVE_SECONDS,
             # A request line must fit one buffer: as long as the app lets a URL be, and a little
             # more (granian takes up to 64 KiB), so that the app answers a URL too long itself.
             "header_buffers": f"4 {config.max_url_bytes + 4096}",

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from django.conf import settings
 
-from server.wsgi_servers import server_options
+from server import front_door
 from tests.support.caddy import adapted_caddyfile
 from tests.support.container_files import (
     REPO,
@@ -69,7 +69,7 @@ def test_caddy_buffers_whole_bodies_and_bounds_how_long_a_client_takes():
     assert proxy["transport"]["dial_timeout"] > 0
     assert proxy["transport"]["response_header_timeout"] > 0
     # Idle upstream connections end on Caddy's side first (nanoseconds), not the app's.
-    app_keepalive_ns = server_options()["keepalive"] * 1_000_000_000
+    app_keepalive_ns = front_door.KEEPALIVE_SECONDS * 1_000_000_000
     assert 0 < proxy["transport"]["keep_alive"]["idle_timeout"] < app_keepalive_ns
 
 
