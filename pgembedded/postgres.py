@@ -26,6 +26,7 @@ from urllib.parse import quote
 import psycopg
 
 from core.env import private_folder
+from core.say import Say
 from pgembedded import access, cluster, programs
 from pgembedded.errors import EmbeddedPostgresError
 
@@ -167,7 +168,7 @@ class EmbeddedPostgres:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def ensure_running(self, say=lambda message: None) -> None:
+    def ensure_running(self, say: Say = lambda message: None) -> None:
         """Initialise on first use, start unless running, and join the clients. Idempotent."""
         if self._clients_lock is not None:
             return  # this process, or the server process it was forked from, already joined
@@ -195,7 +196,7 @@ class EmbeddedPostgres:
             self._ensure_database()
             self._join_clients()
 
-    def restart_if_stopped(self, say=lambda message: None) -> bool:
+    def restart_if_stopped(self, say: Say = lambda message: None) -> bool:
         """Start the server again after it died, unless it runs (another process restarted it).
 
         Under the start lock, as every start is: one postmaster per folder (pgembedded.supervisor).
@@ -251,7 +252,7 @@ class EmbeddedPostgres:
             password=self.password(),
         )
 
-    def _stop_abandoned(self, say) -> None:
+    def _stop_abandoned(self, say: Say) -> None:
         """Stop the postmasters from this folder that no live process uses: a killed `serve`
         (an OOM kill, a closed terminal) leaves its server running, in a session of its own.
 
@@ -280,7 +281,7 @@ class EmbeddedPostgres:
                 f"DATA_DIR to another folder."
             )
 
-    def _start(self, say) -> None:
+    def _start(self, say: Say) -> None:
         cluster.start(
             data_dir=self.data_dir,
             pgdata=self.pgdata,

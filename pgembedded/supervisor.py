@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from core.say import Say
 from pgembedded.errors import EmbeddedPostgresError
 from pgembedded.postgres import EmbeddedPostgres
 
@@ -34,7 +35,7 @@ class Supervisor:
         self,
         server: EmbeddedPostgres,
         *,
-        say: Callable[[str], None],
+        say: Say,
         give_up: Callable[[str], None],
         poll_seconds: float = 0.5,
         max_restarts: int = 5,

@@ -21,13 +21,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.template.loader import render_to_string
 
-Say = Callable[[str], None]
+from core.say import Say
+
 # A front that keeps dying is started again at most this often.
 RESTART_DELAY_SECONDS = 1.0
 # nginx reads its configuration and binds its port in milliseconds; this covers a loaded host.

@@ -10,7 +10,6 @@ then the caller serves.
 import os
 import signal
 import time
-from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -21,13 +20,12 @@ from django.db.migrations.executor import MigrationExecutor
 from accounts.services import superuser_ensure
 from core import env
 from core.errors import first_line
+from core.say import Say
 from pgembedded.supervisor import Supervisor
 from server.connection_budget import check_connection_budget
 
 # Any constant shared by every process of this project; "kn" "migr" in ASCII.
 MIGRATION_LOCK_ID = 0x6B6E_6D69_6772
-
-Say = Callable[[str], None]
 
 
 class StartupError(RuntimeError):
