@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import quote
 
 import psycopg
@@ -41,7 +42,7 @@ MAX_SOCKET_DIR_LENGTH = 90
 class EmbeddedPostgres:
     data_dir: Path
     tcp_port: int | None = None  # loopback TCP only when asked; always a Unix socket
-    _clients_lock: object | None = field(default=None, repr=False)
+    _clients_lock: TextIO | None = field(default=None, repr=False)
     _owner_pid: int | None = field(default=None, repr=False)
 
     @property
@@ -228,7 +229,7 @@ class EmbeddedPostgres:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def start_lock(self):
+    def start_lock(self) -> "_FileLock":
         return _FileLock(self.data_dir / "postgres.start.lock")
 
     def _join_clients(self) -> None:
@@ -306,12 +307,12 @@ class _FileLock:
     def __init__(self, path: Path):
         self.path = path
 
-    def __enter__(self):
+    def __enter__(self) -> "_FileLock":
         self.file = open(self.path, "a")
         fcntl.flock(self.file, fcntl.LOCK_EX)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.file.close()
 
 

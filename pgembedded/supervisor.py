@@ -25,7 +25,7 @@ from pathlib import Path
 
 from core.say import Say
 from pgembedded.errors import EmbeddedPostgresError
-from pgembedded.postgres import EmbeddedPostgres
+from pgembedded.roles import SupervisedServer
 
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -33,7 +33,7 @@ MAX_BACKOFF_SECONDS = 30.0
 class Supervisor:
     def __init__(
         self,
-        server: EmbeddedPostgres,
+        server: SupervisedServer,
         *,
         say: Say,
         give_up: Callable[[str], None],
