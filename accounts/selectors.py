@@ -1,5 +1,5 @@
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from core.replicas import routing
@@ -7,7 +7,7 @@ from core.replicas import routing
 from .models import ApiToken
 
 
-def user_may_list_users(*, user: AbstractBaseUser) -> bool:
+def user_may_list_users(*, user: User) -> bool:
     """Staff with the auth.view_user permission, as the admin asks; superusers have it.
 
     Read from the primary, like the token check: a permission taken away acts at once.
@@ -25,7 +25,7 @@ def user_list(*, limit: int, after_id: int = 0) -> tuple[list, str | None]:
 
 
 def token_list(
-    *, user: AbstractBaseUser, limit: int, before_id: int | None = None
+    *, user: User, limit: int, before_id: int | None = None
 ) -> tuple[list[ApiToken], str | None]:
     """The user's live tokens, newest first; the cursor is the last id seen."""
     tokens = ApiToken.objects.filter(user=user, expires__gt=timezone.now())
@@ -37,6 +37,6 @@ def token_list(
     return page, str(page[-1].pk) if has_more else None
 
 
-def token_get(*, user: AbstractBaseUser, token_id: int) -> ApiToken | None:
+def token_get(*, user: User, token_id: int) -> ApiToken | None:
     """One of the user's tokens; another user's is None, exactly like a missing one."""
     return ApiToken.objects.filter(user=user, pk=token_id).first()
