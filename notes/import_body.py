@@ -55,7 +55,8 @@ def schema() -> dict:
 
 def spool(request: HttpRequest, fingerprint) -> BinaryIO:
     """The request's body, copied to a temporary file as it is read, and fed to `fingerprint`."""
-    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
+    content_type = request.content_type or ""  # None only for an HttpRequest() made by hand
+    if content_type != "application/json" and not content_type.endswith("+json"):
         raise HttpError(415, f"Content-Type must be application/json (got {request.content_type}).")
     body = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
     while chunk := request.read(CHUNK_BYTES):
