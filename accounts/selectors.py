@@ -1,5 +1,5 @@
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from core.pagination import Page, keyset_page
@@ -8,7 +8,7 @@ from core.replicas import routing
 from .models import ApiToken
 
 
-def user_may_list_users(*, user: AbstractBaseUser) -> bool:
+def user_may_list_users(*, user: User) -> bool:
     """Staff with the auth.view_user permission, as the admin asks; superusers have it.
 
     Read from the primary, like the token check: a permission taken away acts at once.
@@ -23,12 +23,12 @@ def user_list(*, limit: int, cursor: str | None = None) -> Page:
     return keyset_page(users, order=("pk",), limit=limit, cursor=cursor)
 
 
-def token_list(*, user: AbstractBaseUser, limit: int, cursor: str | None = None) -> Page[ApiToken]:
+def token_list(*, user: User, limit: int, cursor: str | None = None) -> Page[ApiToken]:
     """The user's live tokens, newest first."""
     tokens = ApiToken.objects.filter(user=user, expires__gt=timezone.now())
     return keyset_page(tokens, order=("-pk",), limit=limit, cursor=cursor)
 
 
-def token_get(*, user: AbstractBaseUser, token_id: int) -> ApiToken | None:
+def token_get(*, user: User, token_id: int) -> ApiToken | None:
     """One of the user's tokens; another user's is None, exactly like a missing one."""
     return ApiToken.objects.filter(user=user, pk=token_id).first()

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.http import HttpRequest
@@ -15,7 +15,7 @@ from observability import events
 from .models import ApiToken, hash_token, new_raw_token
 
 
-def token_create(*, user: AbstractBaseUser) -> tuple[str, ApiToken]:
+def token_create(*, user: User) -> tuple[str, ApiToken]:
     """A new bearer token for `user`: the raw value (shown once) and its stored record."""
     raw = new_raw_token()
     token = ApiToken.objects.create(
@@ -49,7 +49,7 @@ def token_login(
         return token_create(user=user)
 
 
-def _credentials_unchanged(user: AbstractBaseUser) -> bool:
+def _credentials_unchanged(user: User) -> bool:
     """The user's row, locked, still has the password hash just checked and is active.
 
     FOR NO KEY UPDATE conflicts with the UPDATE of a save; it also makes two logins of one user
@@ -82,7 +82,7 @@ _TOKEN_USER = PreparedQuery(
 )
 
 
-def token_user(*, raw: str) -> tuple[AbstractBaseUser, ApiToken] | None:
+def token_user(*, raw: str) -> tuple[User, ApiToken] | None:
     """The active user behind a live token, in one indexed query, on the primary.
 
     Never on a replica, even for a GET: a replica may be up to REPLICA_MAX_LAG_SECONDS behind,
@@ -111,12 +111,12 @@ def superuser_ensure(*, username: str, password: str, email: str, reset_password
 
     Never invents a password: without one, nothing is created.
     """
-    User = get_user_model()
-    user = User.objects.filter(username=username).first()
+    UserModel = get_user_model()
+    user = UserModel.objects.filter(username=username).first()
     if user is None:
         if not password:
             return f"superuser {username!r} not created: DJANGO_SUPERUSER_PASSWORD is not set"
-        user = User(username=username, email=email, is_staff=True, is_superuser=True)
+        user = UserModel(username=username, email=email, is_staff=True, is_superuser=True)
         validate_password(password, user)
         user.set_password(password)
         user.save()

@@ -150,7 +150,7 @@ api.add_router("/v1", notes_router)  # /v1/notes, /v1/imports
 
 
 def _error(request, status: int, detail: str, errors: list | None = None):
-    body = {"detail": detail}
+    body: dict[str, object] = {"detail": detail}
     if errors is not None:
         body["errors"] = errors
     return api.create_response(request, body, status=status)

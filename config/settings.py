@@ -26,7 +26,7 @@ BACKUP_DIR = Path(env.get_str("BACKUP_DIR") or DATA_DIR / "backups").resolve()
 CONFIGURED_DATABASE = env.database_from_environment()
 EMBEDDED_DATABASE = CONFIGURED_DATABASE is None
 
-if EMBEDDED_DATABASE:
+if CONFIGURED_DATABASE is None:  # EMBEDDED_DATABASE, tested so the type checker narrows the else
     from pgembedded.postgres import for_data_dir
 
     _server = for_data_dir(DATA_DIR, tcp_port=env.get_int("EMBEDDED_PG_PORT", 0) or None)

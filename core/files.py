@@ -4,7 +4,7 @@ import fcntl
 import os
 import shutil
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO, overload
 
 
 def lock(file: TextIO, *, shared: bool = False, wait: bool = True) -> bool:
@@ -22,6 +22,10 @@ def lock(file: TextIO, *, shared: bool = False, wait: bool = True) -> bool:
     return True
 
 
+@overload
+def locked_file(path: Path, *, shared: bool = False, wait: Literal[True] = True) -> TextIO: ...
+@overload
+def locked_file(path: Path, *, shared: bool = False, wait: bool) -> TextIO | None: ...
 def locked_file(path: Path, *, shared: bool = False, wait: bool = True) -> TextIO | None:
     """`path` (made if missing), open and locked; None when `wait` is False and it is held.
 

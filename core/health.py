@@ -81,7 +81,7 @@ def readiness() -> tuple[bool, dict]:
     if not migrated:
         return False, {"database": "ok", "migrations": "pending"}
     # Reported, never fatal: reads still work, and the warning is for before the disk is full.
-    checks = {"database": "ok", "migrations": "applied", "disk": disk_check()}
+    checks: dict[str, object] = {"database": "ok", "migrations": "applied", "disk": disk_check()}
     if settings.DATABASE_REPLICA_ALIASES:
         # Reported, never fatal: a lagging or missing replica only sends reads to the primary.
         checks["replicas"] = replicas.replicas_report()

@@ -20,7 +20,7 @@ from django.db import connections, router
 from django.db.models import Model, QuerySet
 
 
-class PreparedQuery:
+class PreparedQuery[M: Model]:
     """`build(**markers)` is a values_list() queryset; `rows(**values)` runs it with `values`.
 
     Each marker must be a value that the query's parameters hold for nothing else (an odd
@@ -28,17 +28,17 @@ class PreparedQuery:
     every marker is found.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], **markers: Any):
+    def __init__(self, build: Callable[..., QuerySet[M, Any]], **markers: Any):
         self._build = build
         self._markers = markers
         self._compiled: dict[str, tuple[str, list[tuple[str | None, Any]]]] = {}
 
     @cached_property
-    def _queryset(self) -> QuerySet:
+    def _queryset(self) -> QuerySet[M, Any]:
         return self._build(**self._markers)  # lazily: models may not be loaded at import
 
     @property
-    def model(self) -> type[Model]:
+    def model(self) -> type[M]:
         return self._queryset.model
 
     @property
@@ -71,7 +71,7 @@ class PreparedQuery:
     def rows(self, **values: Any) -> list[tuple]:
         return self.fetch(**values)[1]
 
-    def instances(self, **values: Any) -> list[Model]:
+    def instances(self, **values: Any) -> list[M]:
         """The rows as model instances, as the ORM makes them (the columns are attnames)."""
         using, rows = self.fetch(**values)
         return [self.model.from_db(using, self.columns, row) for row in rows]

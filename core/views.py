@@ -60,7 +60,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
         # The database is away (restarting, failing over): not a bug, and worth a retry. The API
         # says so itself (config/api.py); this covers the rest: the admin, sessions, middleware.
         if request.path.startswith("/api/"):
-            response = JsonResponse(
+            response: HttpResponse = JsonResponse(
                 {"detail": "The database is unavailable; try again shortly."}, status=503
             )
         else:

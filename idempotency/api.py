@@ -57,9 +57,11 @@ def once(
         return Status(status, write())
     if not services.key_is_valid(key):
         raise HttpError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.")
+    assert request.method is not None  # None only for an HttpRequest() made by hand
     try:
         outcome = services.run_once(
-            owner=request.auth.user,
+            # Set by django-ninja's auth (the caller's token), unknown to Django's stubs.
+            owner=request.auth.user,  # type: ignore[attr-defined]
             key=key,
             fingerprint=fingerprint
             or services.request_fingerprint(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -55,7 +55,7 @@ def oldest_live() -> datetime:
 
 def run_once(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     key: str,
     fingerprint: str,
     action: Callable[[], tuple[int, Any]],
@@ -87,6 +87,7 @@ def run_once(
     except _Raced as raced:
         earlier = _live_record(owner, key)
         if earlier is None:  # not a duplicate key after all
+            assert isinstance(raced.__cause__, IntegrityError)  # raised from it, above
             raise raced.__cause__ from None
         return _replay(earlier, fingerprint)
     return Outcome(status=status, body=body, replayed=False)
@@ -98,7 +99,7 @@ def purge_expired() -> int:
     return deleted
 
 
-def _live_record(owner: AbstractBaseUser, key: str) -> IdempotencyKey | None:
+def _live_record(owner: User, key: str) -> IdempotencyKey | None:
     return IdempotencyKey.objects.filter(owner=owner, key=key, created__gte=oldest_live()).first()
 
 

@@ -42,7 +42,8 @@ def spool(request: HttpRequest, fingerprint) -> BinaryIO:
     limit = setting("IMPORT_MAX_REQUEST_BYTES")
     if length > limit:
         raise HttpError(413, import_too_large(limit))
-    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
+    content_type = request.content_type or ""  # None only for an HttpRequest() made by hand
+    if content_type != "application/json" and not content_type.endswith("+json"):
         raise HttpError(415, f"Content-Type must be application/json (got {request.content_type}).")
     body = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
     while chunk := request.read(CHUNK_BYTES):

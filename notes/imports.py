@@ -19,7 +19,7 @@ import itertools
 import logging
 from collections.abc import Iterable
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.tasks import task
@@ -40,7 +40,7 @@ RETRY_AFTER_SECONDS = 5
 ACTIVE = (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
 
 
-def import_start(*, owner: AbstractBaseUser, notes: Iterable[dict]) -> ImportJob:
+def import_start(*, owner: User, notes: Iterable[dict]) -> ImportJob:
     """The import of `notes`, stored in batches as they come (an iterator may raise midway:
     then nothing is stored), with its task enqueued in the same transaction."""
     size = setting("IMPORT_BATCH_SIZE")
@@ -137,6 +137,7 @@ def import_next_batch(job_id: int) -> bool:
 def _import_first_batch(job: ImportJob) -> None:
     """Create the notes of the (locked) job's first batch, delete it, and count them, at once."""
     batch = job.batches.order_by("number").first()
+    assert batch is not None  # the caller found one, holding the job's lock
     Note.objects.bulk_create(
         Note(owner_id=job.owner_id, title=note["title"], body=note["body"], tags=note["tags"])
         for note in batch.notes
@@ -150,11 +151,11 @@ def _import_first_batch(job: ImportJob) -> None:
     job.save(update_fields=["imported", "status", "updated"])
 
 
-def import_get(*, owner: AbstractBaseUser, import_id: int) -> ImportJob | None:
+def import_get(*, owner: User, import_id: int) -> ImportJob | None:
     return ImportJob.objects.filter(owner=owner, pk=import_id).first()
 
 
-def import_list(*, owner: AbstractBaseUser, limit: int, cursor: str | None) -> Page[ImportJob]:
+def import_list(*, owner: User, limit: int, cursor: str | None) -> Page[ImportJob]:
     """The owner's imports, newest first."""
     jobs = ImportJob.objects.filter(owner=owner)
     return keyset_page(jobs, order=("-created", "-id"), limit=limit, cursor=cursor)

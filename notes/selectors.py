@@ -2,7 +2,7 @@ import functools
 import re
 from datetime import UTC, datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.postgres.search import SearchQuery
 from django.db import DatabaseError
 from django.db.models import Q, QuerySet
@@ -77,7 +77,7 @@ _NOTE = PreparedQuery(
 )
 
 
-def note_get(*, owner: AbstractBaseUser, note_id: int) -> Note | None:
+def note_get(*, owner: User, note_id: int) -> Note | None:
     """The caller's note, or None: another user's note is indistinguishable from a missing one."""
     found = _NOTE.instances(owner_id=owner.pk, note_id=note_id)
     return found[0] if found else None
@@ -127,7 +127,7 @@ def _page_query(limit: int, tag: bool, query: bool, after: bool) -> PreparedQuer
 
 def note_list(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     limit: int,
     cursor: str | None = None,
     tag: str | None = None,

@@ -1,9 +1,9 @@
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from .models import Note
 
 
-def note_create(*, owner: AbstractBaseUser, title: str, body: str, tags: list[str]) -> Note:
+def note_create(*, owner: User, title: str, body: str, tags: list[str]) -> Note:
     return Note.objects.create(owner=owner, title=title, body=body, tags=tags)
 
 

@@ -25,12 +25,14 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest):
-        request.request_id = request_id.request_id_for(request)
+        identifier = request_id.request_id_for(request)
+        # For the code that reads it from the request (tracing), which Django's stubs do not know.
+        request.request_id = identifier  # type: ignore[attr-defined]
         # Kept past this middleware: Django logs a 4xx or 5xx after every middleware has
         # returned. Cleared when the response is closed (request_finished, observability.apps).
-        request_id.current.set(request.request_id)
+        request_id.current.set(identifier)
         response = self.get_response(request)
-        response[request_id.HEADER] = request.request_id
+        response[request_id.HEADER] = identifier
         return response
 
 

@@ -15,6 +15,7 @@ import os
 import threading
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -50,7 +51,7 @@ class PostgresCollector:
         # Reentrant: connecting may start the embedded server, whose subprocess runs the fork
         # hook below in this same thread.
         self._lock = threading.RLock()
-        self._database = None
+        self._database: BaseDatabaseWrapper | None = None
         # The serve process forks workers (and programs): a child must not inherit the socket,
         # whose libpq state it would share, and would end the session for us when it exits.
         os.register_at_fork(before=self.close_before_fork, after_in_parent=self._lock.release)
@@ -65,7 +66,8 @@ class PostgresCollector:
                 with self._connection().cursor() as cursor:
                     families = list(_families(cursor))
             except DatabaseError:
-                self._database.close()  # connect again at the next scrape
+                if self._database is not None:  # None: the backend itself failed to load
+                    self._database.close()  # connect again at the next scrape
                 up.add_metric([], 0)
                 yield up
                 return
@@ -73,7 +75,7 @@ class PostgresCollector:
         yield up
         yield from families
 
-    def _connection(self):
+    def _connection(self) -> BaseDatabaseWrapper:
         """The collector's own DatabaseWrapper for `default`: not Django's per-thread one."""
         if self._database is None:
             configured = connections.settings[DEFAULT_DB_ALIAS]

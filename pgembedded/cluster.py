@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.say import Say
 from pgembedded import programs
 from pgembedded.errors import EmbeddedPostgresError
 
@@ -129,7 +130,7 @@ def start(
     listen_addresses: str,
     log_file: Path,
     ready: Callable[[], bool],
-    say: Callable[[str], None],
+    say: Say,
 ) -> None:
     """Start the server on `pgdata` and wait until `ready()` (it accepts connections)."""
     say(f"Starting PostgreSQL {programs.MAJOR_VERSION} (data in {pgdata})")

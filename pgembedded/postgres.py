@@ -27,6 +27,7 @@ import psycopg
 
 from core.env import private_folder
 from core.files import lock, locked_file
+from core.say import Say
 from pgembedded import access, cluster, programs
 from pgembedded.errors import EmbeddedPostgresError
 
@@ -41,7 +42,7 @@ MAX_SOCKET_DIR_LENGTH = 90
 class EmbeddedPostgres:
     data_dir: Path
     tcp_port: int | None = None  # loopback TCP only when asked; always a Unix socket
-    _clients_lock: object | None = field(default=None, repr=False)
+    _clients_lock: TextIO | None = field(default=None, repr=False)
     _owner_pid: int | None = field(default=None, repr=False)
 
     @property
@@ -169,7 +170,7 @@ class EmbeddedPostgres:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def ensure_running(self, say=lambda message: None) -> None:
+    def ensure_running(self, say: Say = lambda message: None) -> None:
         """Initialise on first use, start unless running, and join the clients. Idempotent."""
         if self._clients_lock is not None:
             return  # this process, or the server process it was forked from, already joined
@@ -197,7 +198,7 @@ class EmbeddedPostgres:
             self._ensure_database()
             self._join_clients()
 
-    def restart_if_stopped(self, say=lambda message: None) -> bool:
+    def restart_if_stopped(self, say: Say = lambda message: None) -> bool:
         """Start the server again after it died, unless it runs (another process restarted it).
 
         Under the start lock, as every start is: one postmaster per folder (pgembedded.supervisor).
@@ -251,7 +252,7 @@ class EmbeddedPostgres:
             password=self.password(),
         )
 
-    def _stop_abandoned(self, say) -> None:
+    def _stop_abandoned(self, say: Say) -> None:
         """Stop the postmasters from this folder that no live process uses: a killed `serve`
         (an OOM kill, a closed terminal) leaves its server running, in a session of its own.
 
@@ -280,7 +281,7 @@ class EmbeddedPostgres:
                 f"DATA_DIR to another folder."
             )
 
-    def _start(self, say) -> None:
+    def _start(self, say: Say) -> None:
         cluster.start(
             data_dir=self.data_dir,
             pgdata=self.pgdata,

@@ -161,7 +161,7 @@ def _copy(source: str, target: str) -> None:
 
 def _contents(root: Path) -> dict[str, tuple]:
     """What tells two copies of the wheel's server folders apart: names, kinds, sizes, links."""
-    found = {}
+    found: dict[str, tuple] = {}
     for name in _SERVER_FOLDERS:
         for path in (root / name).rglob("*"):
             status = path.lstat()

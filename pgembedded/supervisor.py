@@ -23,8 +23,9 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from core.say import Say
 from pgembedded.errors import EmbeddedPostgresError
-from pgembedded.postgres import EmbeddedPostgres
+from pgembedded.roles import SupervisedServer
 
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -32,9 +33,9 @@ MAX_BACKOFF_SECONDS = 30.0
 class Supervisor:
     def __init__(
         self,
-        server: EmbeddedPostgres,
+        server: SupervisedServer,
         *,
-        say: Callable[[str], None],
+        say: Say,
         give_up: Callable[[str], None],
         poll_seconds: float = 0.5,
         max_restarts: int = 5,

@@ -16,10 +16,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from core.files import folder_size, fsync_directory, human_size
+from core.say import Say
 from pgembedded.postgres import SUPERUSER, EmbeddedPostgres
 from pgembedded.programs import MAJOR_VERSION, server_binaries
 
@@ -31,8 +31,6 @@ OLD_BINDIR_CANDIDATES = (
     "/usr/local/opt/postgresql@{version}/bin",  # Homebrew, Intel
     "/Applications/Postgres.app/Contents/Versions/{version}/bin",
 )
-
-Say = Callable[[str], None]
 
 
 class UpgradeError(RuntimeError):

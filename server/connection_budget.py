@@ -1,6 +1,5 @@
 """Whether the configured servers fit PostgreSQL's max_connections, checked at every start."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -8,6 +7,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from core import env
 from core.errors import first_line
+from core.say import Say
 from server.wsgi_servers import server_options
 
 
@@ -58,7 +58,7 @@ def server_allows(alias: str) -> tuple[int, str]:
     )
 
 
-def check_connection_budget(say: Callable[[str], None]) -> None:
+def check_connection_budget(say: Say) -> None:
     """Warn, at start, when the app could open more connections than a server accepts."""
     if env.get_bool("DB_BEHIND_POOLER", False):
         say("Connection budget: the pooler in front of PostgreSQL holds the server connections")

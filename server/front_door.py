@@ -21,13 +21,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.template.loader import render_to_string
 
-Say = Callable[[str], None]
+from core.say import Say
+
 # A front that keeps dying is started again at most this often.
 RESTART_DELAY_SECONDS = 1.0
 # A kept-alive client connection that sends nothing for this long is closed (a proxy in front
@@ -219,7 +219,7 @@ class FrontDoor:
         self._check_config()
         self._relay.start()
         self.process = self._spawn()
-        self._wait_listening()
+        self._wait_listening(self.process)
         self._watcher.start()
 
     def _relay_access_log(self) -> None:
@@ -253,14 +253,14 @@ class FrontDoor:
             pass_fds=(self._log_write,),
         )
 
-    def _wait_listening(self) -> None:
+    def _wait_listening(self, process: subprocess.Popen) -> None:
         """nginx writes its pid file once its configuration is read and its port is bound."""
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not (self.folder / "nginx.pid").exists():
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 self._remove_folder()
                 raise FrontDoorError(
-                    f"nginx exited at start ({self.process.returncode}); its error is above."
+                    f"nginx exited at start ({process.returncode}); its error is above."
                 )
             if time.monotonic() > deadline:
                 self.stop()
@@ -270,8 +270,13 @@ class FrontDoor:
     def _watch(self) -> None:
         while not self.stopping.wait(RESTART_DELAY_SECONDS):
             with self._lock:
-                if self.process.poll() is not None and not self.stopping.is_set():
-                    self.say(f"The front (nginx {self.process.pid}) exited: starting it again")
+                process = self.process  # set by start(), before this thread starts
+                if (
+                    process is not None
+                    and process.poll() is not None
+                    and not self.stopping.is_set()
+                ):
+                    self.say(f"The front (nginx {process.pid}) exited: starting it again")
                     self.process = self._spawn()
 
     def stop(self) -> None:

@@ -15,24 +15,24 @@ then supervises the embedded database (`supervise_database()`) and serves.
 import os
 import signal
 import time
-from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import OperationalError, connection, connections
+from django.db.backends.postgresql.base import DatabaseWrapper as PostgresWrapper
 from django.db.migrations.executor import MigrationExecutor
 
 from accounts.services import superuser_ensure
 from core import env
 from core.errors import first_line
+from core.say import Say
+from pgembedded.backend.base import embedded_server
 from pgembedded.supervisor import Supervisor
 from server.connection_budget import check_connection_budget
 
 # Any constant shared by every process of this project; "kn" "migr" in ASCII.
 MIGRATION_LOCK_ID = 0x6B6E_6D69_6772
-
-Say = Callable[[str], None]
 
 
 class StartupError(RuntimeError):
@@ -50,14 +50,14 @@ def prepare(say: Say = print) -> None:
     # included (workers sharing a pool's sockets would read each other's answers).
     connections.close_all()
     for database in connections.all(initialized_only=True):
-        if getattr(database, "pool", None):
+        if isinstance(database, PostgresWrapper) and database.pool:
             database.close_pool()
     say(f"Ready to serve ({time.monotonic() - started:.2f} s)")
 
 
 def resolve_database(say: Say) -> None:
     if settings.EMBEDDED_DATABASE:
-        connection.embedded_server().ensure_running(say)
+        embedded_server().ensure_running(say)
     else:
         where = connection.settings_dict
         say(f"Using PostgreSQL at {where['HOST']}:{where['PORT']}/{where['NAME']}")
@@ -123,7 +123,7 @@ def supervise_database(say: Say) -> Supervisor | None:
     if not (settings.EMBEDDED_DATABASE and settings.EMBEDDED_SUPERVISE):
         return None
     supervisor = Supervisor(
-        connection.embedded_server(),
+        embedded_server(),
         say=say,
         give_up=lambda reason: os.kill(os.getpid(), signal.SIGTERM),
         max_restarts=settings.EMBEDDED_RESTART_LIMIT,

@@ -16,13 +16,15 @@ from pathlib import Path
 
 from django.conf import settings
 
+from core.say import Say
+
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 # A worker that keeps dying is started again at most this often.
 RESTART_DELAY_SECONDS = 1.0
 
 
 class TaskWorkers:
-    def __init__(self, count: int, say=print):
+    def __init__(self, count: int, say: Say = print):
         self.count = count
         self.say = say
         self.processes: list[subprocess.Popen] = []

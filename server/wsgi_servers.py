@@ -7,6 +7,7 @@ runs on the same code, so both are measured on the same server.
 
 import os
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -46,6 +47,7 @@ def run_server(target: str, options: dict) -> None:
         from granian.constants import HTTPModes, Interfaces
     except ImportError:  # an install without the project's locked dependencies
         raise ServerConfigError("granian is not installed: run `uv sync`.") from None
+    where: dict[str, Any]  # granian's keyword arguments for a socket, or an address
     if options["app_socket"] is not None:
         where = {"uds": Path(options["app_socket"]), "uds_permissions": 0o600}
     else:

@@ -6,8 +6,11 @@ Any management command that touches the database (`shell`, `migrate`, `createsup
 
 from pathlib import Path
 
+from django.db import DEFAULT_DB_ALIAS, connections
+
 from core.database import base
 from pgembedded import postgres as embedded_postgres
+from pgembedded.errors import EmbeddedPostgresError
 
 from .client import DatabaseClient
 
@@ -29,3 +32,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.start_embedded_server()
         conn_params["password"] = self.settings_dict["PASSWORD"]
         return super().get_new_connection(conn_params)
+
+
+def embedded_server(alias: str = DEFAULT_DB_ALIAS) -> embedded_postgres.EmbeddedPostgres:
+    """The embedded server behind the database `alias` (settings.EMBEDDED_DATABASE)."""
+    database = connections[alias]
+    if not isinstance(database, DatabaseWrapper):
+        raise EmbeddedPostgresError(
+            f"The database {alias!r} is not the embedded one (its ENGINE is "
+            f"{database.settings_dict['ENGINE']!r}): there is no embedded server to run."
+        )
+    return database.embedded_server()
