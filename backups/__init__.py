@@ -7,9 +7,9 @@ the compose `backup` service runs it against the `db` service (a configured serv
 `restore --to TIME` / `--latest` replay them in a scratch folder, which replaces the data folder
 only once it worked: the embedded one, or the compose db volume's (the `restore` service).
 
-Logical (`backup --logical`, any server):
+Logical (`dump` and `load`, any server):
 
-One implementation for every runtime: `manage.py backup --logical` and `restore FILE` locally,
+One implementation for every runtime: `manage.py dump` and `load FILE` locally,
 and in the compose stack's services, from the app image. The connection comes
 from Django's settings and reaches pg_dump, pg_restore and psql through libpq's environment
 variables, so a password never appears on a command line. Safety, step by step:
@@ -31,13 +31,15 @@ variables, so a password never appears on a command line. Safety, step by step:
 | `dump.py` | writing a backup |
 | `validate.py` | reading a backup to its end before trusting it |
 | `restore.py` | replacing the database's contents with a backup's |
-| `schedule.py` | `backup --every`: a pg_dump on a schedule (cron-less hosts) |
+| `schedule.py` | `dump --every`: a pg_dump on a schedule (cron-less hosts) |
 | `database.py` | Django's connection, as the commands open and describe it |
 | `archive.py` | the continuous archive on disk: base backups, WAL chains, checksums, window |
 | `base_backup.py` | pg_basebackup into the archive, checked with pg_verifybackup |
 | `protection.py` | pg_receivewal kept running, base backups when due, the WAL queue warning |
 | `startup.py` | `serve` starting `manage.py protect` |
 | `archive_status.py` | RPO, window, last error: for `status` and `/readyz` |
+| `inventory.py` | base backups, window and dumps, each named: `status`, `backup --list` |
+| `deprecated_forms.py` | the old `backup`/`restore` forms for pg_dump files, kept one release |
 | `healthcheck.py` | the compose `backup` service's health: the current history backed up |
 | `point_in_time.py` | restoring the data folder to a time, in a scratch folder first |
 | `branches.py` | the archive's branches: one timeline per chain, where it forked, when served |

@@ -68,7 +68,7 @@ def no_base_backup(archive: Archive) -> BackupError:
         f"The archive {archive.folder} holds WAL (written up to "
         f"{newest.isoformat(timespec='seconds')}) but no base backup to replay it onto, so "
         f"nothing in it can be restored (was the data lost before the first base backup "
-        f"ended?). Keep the folder; a pg_dump file, if you have one, loads with `restore FILE`. "
+        f"ended?). Keep the folder; a pg_dump file, if you have one, loads with `load FILE`. "
         f"Nothing was changed."
     )
 

@@ -102,7 +102,7 @@ def base_backup_age():
     newest = latest_backup(default_folder())
     family = GaugeMetricFamily(
         "keepnotes_backup_last_success_timestamp_seconds",
-        "When the newest complete backup was taken (Unix time), by kind: a `backup` dump, or "
+        "When the newest complete backup was taken (Unix time), by kind: a `dump` file, or "
         "a base backup of the WAL archive; absent while there is none.",
         labels=["kind"],
     )

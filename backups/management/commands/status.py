@@ -1,5 +1,4 @@
 import json
-import time
 from pathlib import Path
 
 from django.apps import apps
@@ -11,9 +10,10 @@ from django.db.migrations.executor import MigrationExecutor
 
 from backups.archive import Archive
 from backups.archive_status import archive_report, django_fetchone
-from backups.catalogue import default_folder, list_backups
+from backups.catalogue import default_folder
 from backups.database import connect
 from backups.errors import BackupError
+from backups.inventory import inventory, inventory_lines
 from core.errors import first_line
 from core.files import folder_size, human_age, human_size, usage_per_file_system
 from core.health import low_disk_space
@@ -24,7 +24,7 @@ from tasks.selectors import queue_summary
 class Command(BaseCommand):
     help = (
         "Where the data lives, the PostgreSQL version, database size, notes and users, the "
-        "last backup and free disk space."
+        "base backups, the point-in-time window, the pg_dump files, and free disk space."
     )
 
     def add_arguments(self, parser):
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         folder = (options["dir"] or default_folder()).resolve()
         report = self.database_report()
         report |= tasks_report(report)
-        report |= self.backups_report(folder)
+        report |= inventory(folder)
         report |= self.continuous_report(folder)
         report |= self.disk_report(folder)
         # Below DISK_FREE_WARN_BYTES free where the data or the backups are (issue 13).
@@ -103,25 +103,6 @@ class Command(BaseCommand):
         )
         return report
 
-    def backups_report(self, folder: Path) -> dict:
-        backups = list_backups(folder)
-        report = {
-            "backup_folder": str(folder),
-            "backups": len(backups),
-            "backups_bytes": sum(item.size for item in backups),
-            "last_backup": None,
-        }
-        if backups:
-            last = backups[-1]
-            report["last_backup"] = {
-                "path": str(last.path),
-                "bytes": last.size,
-                "taken": last.taken.isoformat(),
-                "age_seconds": round(time.time() - last.taken.timestamp()),
-                "sha256_recorded": last.checksum_path.exists(),
-            }
-        return report
-
     def continuous_report(self, folder: Path) -> dict:
         archive = Archive(folder)
         if settings.EMBEDDED_DATABASE:
@@ -175,33 +156,9 @@ class Command(BaseCommand):
                 lines.append(("Contents", ", ".join(counts)))
             pending = report["pending_migrations"]
             lines.append(("Schema", f"{pending} migrations pending" if pending else "up to date"))
-        if report["backups"]:
-            lines.append(
-                (
-                    "Backups",
-                    f"{report['backups']} in {report['backup_folder']}, "
-                    f"{size(report['backups_bytes'])} in all",
-                )
-            )
-            last = report["last_backup"]
-            checksum = "sha256 recorded" if last["sha256_recorded"] else "no sha256"
-            lines.append(
-                (
-                    "Last backup",
-                    f"{last['path']}, {size(last['bytes'])}, "
-                    f"{human_age(last['age_seconds'])} old, {checksum}",
-                )
-            )
-        else:
-            lines.append(
-                (
-                    "Backups",
-                    f"no pg_dump files in {report['backup_folder']}: make one with "
-                    f"`manage.py backup --logical`",
-                )
-            )
         lines += task_lines(report.get("tasks"))
         lines += continuous_lines(report.get("continuous"))
+        lines += inventory_lines(report)
         for key in ("disk_data", "disk_backups"):
             if key in report:
                 disk = report[key]
@@ -239,9 +196,7 @@ def continuous_lines(report: dict | None) -> list[tuple[str, str]]:
         lines.append(("RPO", f"{rpo_text} ({streaming}, {lag} bytes of WAL not archived yet)"))
     else:
         lines.append(("RPO", "server stopped: nothing unarchived is being written"))
-    lines.append(("Base backup", report["last_base_backup"] or "none yet (`serve` takes one)"))
-    if report["window"]:
-        lines.append(("Window", f"{report['window'][0]} to {report['window'][1]}"))
+    # Its base backups and window are printed with the inventory, from the folder itself.
     if report.get("offsite_waiting_segments") is not None:
         lines.append(("Off-site", f"{report['offsite_waiting_segments']} WAL segments waiting"))
     lines.append(("Last error", report["last_error"] or "none (archive)"))
