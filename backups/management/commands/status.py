@@ -15,10 +15,10 @@ from backups.database import connect
 from backups.errors import BackupError
 from backups.inventory import inventory, inventory_lines
 from core.errors import first_line
-from core.files import folder_size, human_age, human_size, usage_per_file_system
+from core.files import folder_size, human_size, usage_per_file_system
 from core.health import low_disk_space
+from core.status_reports import STATUS_PARTS
 from pgembedded.programs import MAJOR_VERSION
-from tasks.selectors import queue_summary
 
 
 class Command(BaseCommand):
@@ -38,7 +38,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         folder = (options["dir"] or default_folder()).resolve()
         report = self.database_report()
-        report |= tasks_report(report)
+        for part in STATUS_PARTS.values():  # other apps' parts: the tasks' queue
+            report |= part.gather(report)
         report |= inventory(folder)
         report |= self.continuous_report(folder)
         report |= self.disk_report(folder)
@@ -156,7 +157,8 @@ class Command(BaseCommand):
                 lines.append(("Contents", ", ".join(counts)))
             pending = report["pending_migrations"]
             lines.append(("Schema", f"{pending} migrations pending" if pending else "up to date"))
-        lines += task_lines(report.get("tasks"))
+        for part in STATUS_PARTS.values():
+            lines += part.lines(report)
         lines += continuous_lines(report.get("continuous"))
         lines += inventory_lines(report)
         for key in ("disk_data", "disk_backups"):
@@ -215,39 +217,3 @@ def content_models() -> list:
         if Path(app.path).is_relative_to(project):
             models += [model for model in app.get_models() if model is not user_model]
     return models
-
-
-# -- Background tasks (tasks/, docs/tasks.md) ---------------------------------------------------
-
-
-def tasks_report(report: dict) -> dict:
-    """Tasks queued, running and failed, and the wait of the oldest queued one."""
-    if "server_version" not in report or report.get("rows") is None:
-        return {}  # no database, or no tables yet
-    try:
-        summary = queue_summary()
-    except DatabaseError:
-        return {"tasks": None}  # the tasks' tables not migrated yet
-    age = summary.oldest_queued_age
-    return {
-        "tasks": {
-            "queued": summary.queued,
-            "running": summary.running,
-            "failed": summary.failed,
-            "oldest_queued_seconds": age.total_seconds() if age is not None else None,
-        }
-    }
-
-
-def task_lines(tasks: dict | None) -> list[tuple[str, str]]:
-    if tasks is None:
-        return []
-    oldest = tasks["oldest_queued_seconds"]
-    waiting = f", the oldest waiting {human_age(oldest)}" if oldest is not None else ""
-    return [
-        (
-            "Tasks",
-            f"{tasks['queued']} queued{waiting}, {tasks['running']} running, "
-            f"{tasks['failed']} failed",
-        )
-    ]
