@@ -10,8 +10,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from backups.archive import Archive
-from backups.catalogue import Backup, list_backups
+from backups.continuous.archive import Archive
+from backups.dumps.catalogue import Backup, list_backups
 from core.files import folder_size, human_age, human_size
 
 

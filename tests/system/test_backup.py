@@ -22,12 +22,12 @@ import psycopg
 import pytest
 import yaml
 
-from backups.catalogue import BACKUP_NAME, checksum_path, list_backups
-from backups.dump import dump
+from backups.dumps.catalogue import BACKUP_NAME, checksum_path, list_backups
+from backups.dumps.dump import dump
+from backups.dumps.load import load
+from backups.dumps.validate import validate
 from backups.errors import BackupError
-from backups.restore import restore
 from backups.tools import child_environment
-from backups.validate import validate
 from core.files import human_size
 from pgembedded.postgres import EmbeddedPostgres
 from pgembedded.programs import binaries, run_as_unprivileged_prefix
@@ -258,7 +258,7 @@ def test_a_restore_failing_halfway_rolls_back(site, tmp_path):
     cut = tmp_path / "cut.dump"
     cut.write_bytes(path.read_bytes()[:-1000])
     with pytest.raises(BackupError) as failure:
-        restore(path=cut, settings_dict=site.settings_dict())  # no validate() first
+        load(path=cut, settings_dict=site.settings_dict())  # no validate() first
     assert "end of file" in str(failure.value)
     assert "Nothing was committed" in str(failure.value)
     assert site.fingerprint() == before

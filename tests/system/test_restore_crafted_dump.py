@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from backups.dump import dump
+from backups.dumps.dump import dump
+from backups.dumps.validate import validate
 from backups.errors import BackupError
-from backups.validate import validate
 from pgembedded.postgres import EmbeddedPostgres
 from tests.support.processes import manage
 

@@ -5,7 +5,7 @@ import json
 import time
 from datetime import UTC, datetime
 
-from backups.archive import Archive
+from backups.continuous.archive import Archive
 
 DAY = 86400
 

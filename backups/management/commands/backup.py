@@ -6,14 +6,15 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups.archive import Archive
-from backups.base_backup import take_base_backup
-from backups.catalogue import default_folder, list_backups
+from backups.continuous.archive import Archive
+from backups.continuous.base_backup import take_base_backup
+from backups.continuous.verify_restore import table_counts, verify_restore
 from backups.database import connect
 from backups.deprecated_forms import say_deprecated
+from backups.dumps.catalogue import list_backups
 from backups.errors import BackupError
+from backups.folder import default_folder
 from backups.inventory import dump_lines
-from backups.verify_restore import table_counts, verify_restore
 from core.files import folder_size, human_size
 
 

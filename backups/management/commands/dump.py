@@ -4,13 +4,14 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups.catalogue import default_folder, default_keep, list_backups, prune
 from backups.database import connect, describe_database
-from backups.dump import dump
+from backups.dumps.catalogue import default_keep, list_backups, prune
+from backups.dumps.dump import dump
+from backups.dumps.schedule import RETRY_SECONDS, parse_interval, repeat
 from backups.errors import BackupError
+from backups.folder import default_folder
 from backups.inventory import dump_lines
 from backups.progress import Say
-from backups.schedule import RETRY_SECONDS, parse_interval, repeat
 from core.files import human_size
 
 

@@ -4,12 +4,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from backups.catalogue import default_folder, latest_backup
 from backups.database import connect, describe_database
-from backups.dump import dump
+from backups.dumps.catalogue import latest_backup
+from backups.dumps.dump import dump
+from backups.dumps.load import load, tables_with_rows
+from backups.dumps.validate import validate
 from backups.errors import BackupError
-from backups.restore import restore, tables_with_rows
-from backups.validate import validate
+from backups.folder import default_folder
 from core.files import human_size
 
 
@@ -43,11 +44,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            self.load(options)
+            self.load_dump(options)
         except BackupError as error:
             raise CommandError(str(error)) from None
 
-    def load(self, options) -> None:
+    def load_dump(self, options) -> None:
         folder = (options["dir"] or default_folder()).resolve()
         path = self.chosen_file(options, folder)
         say = self.stdout.write if options["verbosity"] > 0 else None
@@ -91,7 +92,7 @@ class Command(BaseCommand):
         # pg_restore drops and re-creates the tables: hold nothing open on them meanwhile.
         settings_dict = dict(connection.settings_dict)
         connection.close()
-        elapsed = restore(path=path, settings_dict=settings_dict, say=say)
+        elapsed = load(path=path, settings_dict=settings_dict, say=say)
 
         with connection.cursor() as cursor:
             restored = tables_with_rows(cursor)

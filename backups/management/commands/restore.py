@@ -5,15 +5,16 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups.archive import Archive
-from backups.branches import branches
-from backups.catalogue import default_folder, latest_backup
+from backups.continuous.archive import Archive
+from backups.continuous.branches import branches
+from backups.continuous.mounted_data_folder import MountedDataFolder
+from backups.continuous.offsite import from_settings
+from backups.continuous.offsite_restore import OffSiteSource
+from backups.continuous.point_in_time import LocalSource, no_base_backup, parse_target, restore_to
 from backups.deprecated_forms import say_deprecated
+from backups.dumps.catalogue import latest_backup
 from backups.errors import BackupError
-from backups.mounted_data_folder import MountedDataFolder
-from backups.offsite import from_settings
-from backups.offsite_restore import OffSiteSource
-from backups.point_in_time import LocalSource, no_base_backup, parse_target, restore_to
+from backups.folder import default_folder
 from core import env
 from core.files import folder_size as folder_bytes
 from core.files import human_size

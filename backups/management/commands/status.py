@@ -8,11 +8,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
-from backups.archive import Archive
-from backups.archive_status import archive_report, django_fetchone
-from backups.catalogue import default_folder
+from backups.continuous.archive import Archive
+from backups.continuous.archive_status import archive_report, django_fetchone
 from backups.database import connect
 from backups.errors import BackupError
+from backups.folder import default_folder
 from backups.inventory import inventory, inventory_lines
 from core.errors import first_line
 from core.files import folder_size, human_size, usage_per_file_system

@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from backups.archive import Archive, BaseBackup, History
-from backups.base_backup import verify
-from backups.branches import history_file, history_files
+from backups.continuous.archive import Archive, BaseBackup, History
+from backups.continuous.base_backup import verify
+from backups.continuous.branches import history_file, history_files
 from backups.errors import BackupError
 from pgembedded import access, cluster
 from pgembedded.errors import EmbeddedPostgresError
