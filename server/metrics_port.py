@@ -28,7 +28,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from backups.catalogue import default_folder, latest_backup, list_backups
+from backups.dumps.catalogue import latest_backup, list_backups
+from backups.folder import default_folder
 from core.files import nearest_existing
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def base_backup_age():
     newest = latest_backup(default_folder())
     family = GaugeMetricFamily(
         "keepnotes_backup_last_success_timestamp_seconds",
-        "When the newest complete backup was taken (Unix time), by kind: a `backup` dump, or "
+        "When the newest complete backup was taken (Unix time), by kind: a `dump` file, or "
         "a base backup of the WAL archive; absent while there is none.",
         labels=["kind"],
     )
@@ -179,15 +180,15 @@ def readiness():
 
 
 def _archive_entry() -> dict | None:
-    """/readyz's archive entry (backups.archive_status); None when no archive runs here."""
-    from backups.archive_status import readiness_entry
+    """/readyz's archive entry (backups.continuous.archive_status); None without an archive."""
+    from backups.continuous.archive_status import readiness_entry
 
     entry = readiness_entry()
     return None if entry is None or entry.get("state") in ("off", "unknown") else entry
 
 
 def continuous_archive():
-    """The WAL archive streamed by serve (backups.archive_status), when there is one."""
+    """The WAL archive streamed by serve (backups.continuous.archive_status), when there is one."""
     from prometheus_client.core import GaugeMetricFamily
 
     entry = _archive_entry()

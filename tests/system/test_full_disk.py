@@ -101,7 +101,7 @@ def test_a_full_disk_refuses_writes_with_json_keeps_reads_and_recovers(small_dis
     status, page = server.request("GET", "/api/v1/notes?limit=5", token=token)
     assert status == 200, page
     # A backup cannot be written: it says so and leaves nothing behind.
-    backup = manage(data_dir, "backup", "--logical")
+    backup = manage(data_dir, "dump")
     said = backup.stdout + backup.stderr
     assert backup.returncode == 1, said
     assert "No space left on device" in said, said

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
-from backups.offsite import OffSite
 from tests.support.pitr import Writers, lose_folder, power_cut, stored_titles
 from tests.support.processes import Server, manage
 from tests.support.seaweedfs import SeaweedFS

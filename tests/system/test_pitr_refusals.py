@@ -129,7 +129,7 @@ def test_backup_list_and_status_describe_the_archive(served):
 
     # Retention: base backups past BACKUP_RETENTION go (never the newest), with the WAL only
     # they needed; what is left still restores (the drill below).
-    from backups.archive import Archive
+    from backups.continuous.archive import Archive
 
     archive = Archive(data_dir / "backups")
     [first, newest] = [backup.name for backup in archive.base_backups()]
@@ -151,7 +151,7 @@ def test_backup_list_and_status_describe_the_archive(served):
 
 
 def test_the_wal_queue_warning_comes_well_before_the_disk_is_full():
-    from backups.protection import wal_queue_warning
+    from backups.continuous.protection import wal_queue_warning
 
     megabyte = 1_000_000
     assert wal_queue_warning(32 * megabyte, 64 * megabyte) is None, "small queues never alarm"

@@ -1,13 +1,13 @@
-"""A dump is code: `restore FILE` refuses one that would run a command in the database, and one
+"""A dump is code: `load FILE` refuses one that would run a command in the database, and one
 with objects outside the app's schema, before touching anything."""
 
 import shutil
 
 import pytest
 
-from backups.dump import dump
+from backups.dumps.dump import dump
+from backups.dumps.validate import validate
 from backups.errors import BackupError
-from backups.validate import validate
 from pgembedded.postgres import EmbeddedPostgres
 from tests.support.processes import manage
 
@@ -46,7 +46,7 @@ def test_a_dump_that_runs_a_command_on_restore_is_refused_and_nothing_runs(serve
     settings_dict = {**server.connection_settings(), "OPTIONS": {}}
     path = dump(settings_dict=settings_dict, folder=tmp_path / "backups").path
 
-    refused = manage(server.data_dir, "restore", str(path), "--force", "--no-backup-first")
+    refused = manage(server.data_dir, "load", str(path), "--force", "--no-backup-first")
     assert not marker.exists(), "restoring ran the dump's command"
     assert refused.returncode == 1, refused.stdout
     assert "FUNCTION public looks_harmless(integer)" in refused.stderr

@@ -5,7 +5,7 @@ import json
 import time
 from datetime import UTC, datetime
 
-from backups.archive import Archive
+from backups.continuous.archive import Archive
 
 DAY = 86400
 
@@ -45,3 +45,22 @@ def test_one_database_keeps_only_its_newest_past_retention(tmp_path):
 
     assert sorted(archive.prune(keep_days=7)) == sorted([first, second])
     assert [backup.name for backup in archive.base_backups()] == [newest]
+
+
+def test_pruning_a_whole_old_chain_keeps_its_history_files(tmp_path):
+    # Recovery's scan for a free timeline stops at the first missing history file: a pruned
+    # chain's must stay, or the next restore may reuse a timeline already used.
+    archive = Archive(tmp_path / "backups")
+    old_chain, new_chain = "20261101T000000Z", "20261120T000000Z"
+    base_backup(archive, 20, chain=old_chain, system="7001")
+    base_backup(archive, 9, chain=new_chain, system="7001")
+    newest = base_backup(archive, 1, chain=new_chain, system="7001")
+    old_wal = archive.wal_dir(old_chain)
+    (old_wal / "00000002.history").write_text("1\t0/3000000\tbefore 2026-11-01\n")
+    (old_wal / "000000020000000000000003").write_bytes(b"\0" * 16)
+
+    archive.prune(keep_days=7)
+
+    assert [backup.name for backup in archive.base_backups()] == [newest]
+    assert not (old_wal / "000000020000000000000003").exists(), "the old chain's WAL goes"
+    assert (old_wal / "00000002.history").is_file(), "its history file stays"

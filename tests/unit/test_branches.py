@@ -4,9 +4,9 @@ and what `restore --list` reads from the history files."""
 import json
 from datetime import UTC, datetime, timedelta
 
-from backups.archive import Archive
-from backups.branches import branches
-from backups.point_in_time import RESTORE_WAL, LocalSource
+from backups.continuous.archive import Archive
+from backups.continuous.branches import branches
+from backups.continuous.point_in_time import RESTORE_WAL, LocalSource
 
 START = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -78,3 +78,11 @@ def test_every_package_the_import_contracts_name_is_in_the_package_list(listing)
     listed = set(re.findall(r"^(\w+)/ ", (ROOT / listing).read_text(), re.MULTILINE))
     missing = import_contract_packages() - listed
     assert not missing, f"{listing} does not describe {sorted(missing)}"
+
+
+def test_the_layers_in_the_layout_page_are_the_contracts_layers():
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [contract] = [contract for contract in settings["contracts"] if contract["type"] == "layers"]
+    page = (ROOT / "docs" / "layout.md").read_text()
+    block = page.split("do not import each other:\n\n")[1].split("\n\n")[0]
+    assert [line.strip() for line in block.splitlines()] == contract["layers"]

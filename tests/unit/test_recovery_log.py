@@ -3,7 +3,7 @@ recovery connects meanwhile, and PostgreSQL logs each refused connection as a FA
 those may come last, after the line that says why (CI, 2026-12-02).
 """
 
-from backups.point_in_time import TargetNotReached, stopped_error
+from backups.continuous.point_in_time import TargetNotReached, stopped_error
 
 TARGET_NOT_REACHED = """\
 14:53:01.120 UTC [4101] LOG:  starting point-in-time recovery to 2026-12-02 14:52:58

@@ -2,29 +2,28 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups.archive import Archive
-from backups.base_backup import take_base_backup
-from backups.catalogue import default_folder, default_keep, list_backups, prune
-from backups.database import connect, describe_database
-from backups.dump import dump
+from backups.continuous.archive import Archive
+from backups.continuous.base_backup import take_base_backup
+from backups.continuous.verify_restore import table_counts, verify_restore
+from backups.database import connect
+from backups.deprecated_forms import say_deprecated
+from backups.dumps.catalogue import list_backups
 from backups.errors import BackupError
-from backups.progress import Say
-from backups.schedule import RETRY_SECONDS, parse_interval, repeat
-from backups.verify_restore import table_counts, verify_restore
-from core.files import human_size
+from backups.folder import default_folder
+from backups.inventory import dump_lines
+from core.files import folder_size, human_size
 
 
 class Command(BaseCommand):
     help = (
         "Take a base backup now, into the continuous archive (checked with pg_verifybackup): of "
         "the embedded database, or of a configured one whose archive `protect` keeps (the "
-        "compose `backup` service). With --logical (implied by --keep, --every, --list and by "
-        "any other configured DATABASE_URL), write a portable pg_dump (custom format) to a "
-        "timestamped file in the backups folder ($BACKUP_DIR, default DATA_DIR/backups), with "
-        "its sha256; with --every, keep doing so until stopped."
+        "compose `backup` service). `restore` restores a point in time from it; `dump` writes a "
+        "portable pg_dump file instead."
     )
 
     def add_arguments(self, parser):
@@ -34,21 +33,10 @@ class Command(BaseCommand):
             help="folder for the backups (default: $BACKUP_DIR, else DATA_DIR/backups)",
         )
         parser.add_argument(
-            "--keep",
-            type=int,
-            metavar="N",
-            help="then delete this database's older backups, keeping the newest N "
-            "(default: $BACKUP_KEEP; unset: keep all)",
-        )
-        parser.add_argument(
-            "--every",
-            metavar="SECONDS",
-            help="keep running: a backup now, then one every SECONDS (pruned to --keep each "
-            f"time; a failed one is tried again within {RETRY_SECONDS} s), until SIGTERM or "
-            "Ctrl-C",
-        )
-        parser.add_argument(
-            "--list", action="store_true", help="list the backups in the folder; back up nothing"
+            "--list",
+            action="store_true",
+            help="list the base backups, the window they give and the pg_dump files; back up "
+            "nothing",
         )
         parser.add_argument(
             "--verify-restore",
@@ -56,40 +44,48 @@ class Command(BaseCommand):
             help="the restore drill: restore the newest base backup and its WAL into a scratch "
             "folder, start it, compare its row counts with the live database's; back up nothing",
         )
-        parser.add_argument(
-            "--logical",
-            action="store_true",
-            help="a pg_dump file (portable to any newer PostgreSQL) instead of a base backup",
-        )
+        # Deprecated: `dump` makes pg_dump files. Kept one release, for scripts that use them.
+        parser.add_argument("--logical", action="store_true", help="deprecated: use `dump`")
+        parser.add_argument("--keep", type=int, metavar="N", help="deprecated: `dump --keep N`")
+        parser.add_argument("--every", metavar="SECONDS", help="deprecated: `dump --every`")
 
     def handle(self, *args, **options):
         folder = (options["dir"] or default_folder()).resolve()
         if options["list"]:
             if options["every"] is not None:
-                raise CommandError("Pass --list or --every, not both.")
+                raise CommandError("Pass --list or --every, not both. Nothing was changed.")
             return self.list(folder)
         if options["verify_restore"]:
             return self.verify_restore(folder)
-        logical = options["logical"] or options["every"] is not None or options["keep"] is not None
-        # A configured server gets a base backup too once `protect` archives it (compose).
-        if not logical and (settings.EMBEDDED_DATABASE or Archive(folder).chains()):
-            return self.base_backup(folder)
-        keep = options["keep"] if options["keep"] is not None else default_keep()
-        if keep is not None and keep < 1:
-            raise CommandError("--keep must be at least 1: the newest backup is never deleted.")
-        try:
-            if options["every"] is not None:
-                return self.every(parse_interval(options["every"]), folder, keep)
-            say = self.stdout.write if options["verbosity"] > 0 else None
-            made, elapsed, deleted = self.once(folder, keep, say)
-        except BackupError as error:
-            raise CommandError(str(error)) from None
-        self.stdout.write(
-            f"Wrote {made.path} ({human_size(made.size)}, {elapsed:.1f} s); "
-            f"sha256 in {made.checksum_path.name}"
+        old_form = self.old_dump_form(options, folder)
+        if old_form:
+            say_deprecated(self.stderr, *old_form)
+            return self.dump(options)
+        self.base_backup(folder)
+
+    def old_dump_form(self, options, folder: Path) -> tuple[str, str] | None:
+        """The deprecated form that made a pg_dump file: (as it was run, as `dump`), else None."""
+        flags = [
+            f"--{name} {options[name]}" for name in ("keep", "every") if options[name] is not None
+        ]
+        if options["logical"] or flags:
+            old = ["backup", "--logical"] if options["logical"] else ["backup"]
+            return " ".join([*old, *flags]), " ".join(["dump", *flags])
+        if not settings.EMBEDDED_DATABASE and not Archive(folder).chains():
+            # Before, `backup` on a configured server that nothing archives here made a dump.
+            return "backup (of a server no continuous archive here protects)", "dump"
+        return None
+
+    def dump(self, options) -> None:
+        call_command(
+            "dump",
+            dir=options["dir"],
+            keep=options["keep"],
+            every=options["every"],
+            verbosity=options["verbosity"],
+            stdout=self.stdout,
+            stderr=self.stderr,
         )
-        for path in deleted:
-            self.stdout.write(f"Deleted old backup {path.name} (keeping the newest {keep})")
 
     def verify_restore(self, folder: Path) -> None:
         if not settings.EMBEDDED_DATABASE:
@@ -135,60 +131,32 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         self.stdout.write(
             f"Base backup {made.path} taken and checked with pg_verifybackup "
-            f"({time.monotonic() - started:.1f} s). For a portable pg_dump file: --logical."
+            f"({time.monotonic() - started:.1f} s). For a portable pg_dump file: `manage.py dump`."
         )
-
-    def once(self, folder: Path, keep: int | None, say: Say | None):
-        """One backup, then the pruning: (the backup, seconds taken, the files deleted)."""
-        connect(connection)
-        if say:
-            say(f"Backing up {describe_database(connection)} to {folder}")
-        started = time.monotonic()
-        made = dump(
-            settings_dict=connection.settings_dict,
-            folder=folder,
-            server_version=connection.pg_version,
-            say=say,
-        )
-        elapsed = time.monotonic() - started
-        deleted = prune(folder, keep=keep, database=made.database) if keep else []
-        return made, elapsed, deleted
-
-    def every(self, interval: int, folder: Path, keep: int | None) -> None:
-        kept = f"keeping the newest {keep}" if keep else "keeping all"
-        self.stdout.write(
-            f"Backing up {describe_database(connection)} to {folder} every {interval} s, "
-            f"{kept}, until SIGTERM or Ctrl-C"
-        )
-
-        def backup() -> None:
-            try:
-                made, elapsed, deleted = self.once(folder, keep, say=None)
-            finally:
-                connection.close()  # nothing held open between backups
-            pruned = f"; deleted {len(deleted)} older" if deleted else ""
-            self.stdout.write(
-                f"Wrote {made.path} ({human_size(made.size)}, {elapsed:.1f} s){pruned}"
-            )
-
-        def failed(error: BackupError) -> None:
-            self.stderr.write(
-                f"Backup failed: {error} The earlier backups are untouched; next try in "
-                f"{min(interval, RETRY_SECONDS)} s."
-            )
-
-        stopped_by = repeat(backup, every=interval, failed=failed)
-        self.stdout.write(f"Stopped ({stopped_by}); every backup in {folder} is complete.")
 
     def list(self, folder: Path) -> None:
-        backups = list_backups(folder)
-        if not backups:
-            self.stdout.write(f"No backups in {folder}")
-            return
-        self.stdout.write(f"{len(backups)} backups in {folder}, oldest first:")
-        for item in backups:
-            checksum = "sha256" if item.checksum_path.exists() else "no sha256"
+        archive = Archive(folder)
+        bases = archive.base_backups()
+        if bases:
+            self.stdout.write(f"Base backups in {archive.base_dir}: {len(bases)}, oldest first")
+            for backup in bases:
+                self.stdout.write(
+                    f"  {backup.name}  ended {backup.ended.isoformat(timespec='seconds')}  "
+                    f"{human_size(folder_size(backup.path)):>9}"
+                )
+        else:
+            self.stdout.write(f"No base backups in {archive.base_dir} (`backup` takes one)")
+        window = archive.window()
+        if window:
             self.stdout.write(
-                f"  {item.path.name}  {human_size(item.size):>9}  "
-                f"{item.taken:%Y-%m-%d %H:%M} UTC  {checksum}"
+                f"Window: restorable from {window[0].isoformat(timespec='seconds')} to "
+                f"{window[1].isoformat(timespec='seconds')} (`restore --list` shows each branch)"
             )
+        dumps = list_backups(folder)
+        if not dumps:
+            self.stdout.write(f"No pg_dump files in {folder}")
+            return
+        say_deprecated(self.stderr, "backup --list (of pg_dump files)", "dump --list")
+        self.stdout.write(f"pg_dump files in {folder}: {len(dumps)}, oldest first")
+        for line in dump_lines(dumps):
+            self.stdout.write(line)

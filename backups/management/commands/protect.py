@@ -8,12 +8,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups.archive import Archive
-from backups.catalogue import default_folder
-from backups.configured_server import ConfiguredServer
+from backups.continuous.archive import Archive
+from backups.continuous.configured_server import ConfiguredServer
+from backups.continuous.offsite import from_settings
+from backups.continuous.protection import Protection
 from backups.database import describe_database
-from backups.offsite import from_settings
-from backups.protection import Protection
+from backups.folder import default_folder
 from core.errors import first_line
 
 

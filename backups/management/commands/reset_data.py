@@ -6,7 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups.catalogue import default_folder, latest_backup, list_backups
+from backups.dumps.catalogue import latest_backup, list_backups
+from backups.folder import default_folder
 from core.files import folder_size, human_size
 from pgembedded.postgres import EmbeddedPostgres
 

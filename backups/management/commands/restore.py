@@ -1,22 +1,20 @@
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
-from backups.archive import Archive
-from backups.branches import branches
-from backups.catalogue import default_folder, latest_backup
-from backups.database import connect, describe_database
-from backups.dump import dump
+from backups.continuous.archive import Archive
+from backups.continuous.branches import branches
+from backups.continuous.mounted_data_folder import MountedDataFolder
+from backups.continuous.offsite import from_settings
+from backups.continuous.offsite_restore import OffSiteSource
+from backups.continuous.point_in_time import LocalSource, no_base_backup, parse_target, restore_to
+from backups.deprecated_forms import say_deprecated
+from backups.dumps.catalogue import latest_backup
 from backups.errors import BackupError
-from backups.mounted_data_folder import MountedDataFolder
-from backups.offsite import from_settings
-from backups.offsite_restore import OffSiteSource
-from backups.point_in_time import LocalSource, no_base_backup, parse_target, restore_to
-from backups.restore import restore, tables_with_rows
-from backups.validate import validate
+from backups.folder import default_folder
 from core import env
 from core.files import folder_size as folder_bytes
 from core.files import human_size
@@ -24,13 +22,15 @@ from core.files import human_size
 
 class Command(BaseCommand):
     help = (
-        "Restore the embedded data folder to a point in time from the continuous archive "
-        "(--to, --latest, --list), or a pg_dump file made by `backup --logical` into the "
-        "configured database (read to its end first, restored in one transaction)."
+        "Restore the data folder to a point in time from the continuous archive (--to, "
+        "--latest; --list shows what it can restore). A pg_dump file made by `dump` is loaded "
+        "by `load` instead."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", nargs="?", type=Path, help="the .dump file to restore")
+        parser.add_argument(
+            "file", nargs="?", type=Path, help="deprecated: `load FILE` loads a pg_dump file"
+        )
         parser.add_argument(
             "--to",
             metavar="TIME",
@@ -40,8 +40,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--latest",
             action="store_true",
-            help="restore the newest recoverable point of the continuous archive (without one: "
-            "the newest pg_dump file in the folder)",
+            help="restore the newest recoverable point of the continuous archive",
         )
         parser.add_argument(
             "--database",
@@ -57,18 +56,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dir",
             type=Path,
-            help="folder --latest looks in (default: $BACKUP_DIR, else DATA_DIR/backups)",
+            help="the continuous archive (default: $BACKUP_DIR, else DATA_DIR/backups)",
         )
         parser.add_argument(
             "--force",
             action="store_true",
-            help="replace the data when the database is not empty (a pg_dump restore backs it up "
-            "first; a point-in-time restore moves the data folder aside)",
+            help="replace the data folder when it holds a database (it is moved aside, never "
+            "deleted)",
         )
         parser.add_argument(
             "--no-backup-first",
             action="store_true",
-            help="with --force: do not back up the data being replaced",
+            help="deprecated, with FILE: see `load --help`",
         )
 
     def handle(self, *args, **options):
@@ -76,25 +75,49 @@ class Command(BaseCommand):
         try:
             if options["list"]:
                 return self.list(archive)
+            if options["file"] and options["to"] is None and not options["database"]:
+                say_deprecated(self.stderr, "restore FILE", "load FILE")
+                return self.load(options)
             if options["database"] and options["to"] is None and not options["latest"]:
-                raise CommandError("--database goes with --latest or --to.")
-            continuous = archive.base_backups() or settings.BACKUP_URL
-            if options["latest"] and not continuous and archive.newest_wal_time():
-                # Not "no pg_dump file": the archive is there, and can restore nothing.
-                raise no_base_backup(archive)
-            if (
-                options["to"] is not None
-                or options["database"]
-                or (options["latest"] and continuous)
-            ):
-                return self.restore_point(options, archive)
-            self.restore(options)
+                raise CommandError("--database goes with --latest or --to. Nothing was changed.")
+            if options["latest"] and not (archive.base_backups() or settings.BACKUP_URL):
+                if archive.newest_wal_time():
+                    # Not "no pg_dump file": the archive is there, and can restore nothing.
+                    raise no_base_backup(archive)
+                if latest_backup(archive.folder) is not None:
+                    say_deprecated(
+                        self.stderr, "restore --latest (of a pg_dump file)", "load --latest"
+                    )
+                    return self.load(options)
+                raise CommandError(
+                    f"Nothing to restore in {archive.folder}: no base backup, no WAL and no "
+                    f"pg_dump file. To load a pg_dump file kept elsewhere: `manage.py load "
+                    f"FILE`. Nothing was changed."
+                )
+            return self.restore_point(options, archive)
         except BackupError as error:
             raise CommandError(str(error)) from None
 
+    def load(self, options) -> None:
+        """The deprecated forms that loaded a pg_dump file: `load`, with the same options."""
+        call_command(
+            "load",
+            *([str(options["file"])] if options["file"] else []),
+            latest=options["latest"],
+            dir=options["dir"],
+            force=options["force"],
+            no_backup_first=options["no_backup_first"],
+            verbosity=options["verbosity"],
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
+
     def restore_point(self, options, archive: Archive) -> None:
-        if options["file"] or (options["to"] is not None and options["latest"]):
-            raise CommandError("Pass one of FILE, --to TIME or --latest.")
+        if options["file"] or (options["to"] is None) == (not options["latest"]):
+            raise CommandError(
+                "Pass --to TIME or --latest (--list shows what the archive can restore). To "
+                "load a pg_dump file: `manage.py load FILE`. Nothing was changed."
+            )
         server = self.server_to_restore()
         target = parse_target(options["to"]) if options["to"] is not None else None
         # The local archive when it has a base backup; else the off-site store, if configured.
@@ -148,7 +171,7 @@ class Command(BaseCommand):
                 "mounted here (PGDATA is unset). On compose: `docker compose stop`, then "
                 "`docker compose run --rm restore python manage.py restore --latest` "
                 "(docs/data-safety.md#docker-compose). Elsewhere the server is restored by its own "
-                "tools, or restore a pg_dump FILE."
+                "tools, or load a pg_dump file with `manage.py load FILE`."
             )
         return MountedDataFolder(Path(pgdata), connection.settings_dict)
 
@@ -191,77 +214,3 @@ class Command(BaseCommand):
                     f"  {backup.name}  ended {backup.ended.isoformat(timespec='seconds')}  "
                     f"{human_size(folder_bytes(backup.path))}"
                 )
-
-    def restore(self, options) -> None:
-        folder = (options["dir"] or default_folder()).resolve()
-        path = self.chosen_file(options, folder)
-        say = self.stdout.write if options["verbosity"] > 0 else None
-
-        summary = validate(path)
-        checksum = "matches its sha256" if summary.checksum_verified else "no sha256 recorded"
-        self.stdout.write(
-            f"Checked {path}: {human_size(summary.size)}, database "
-            f"{summary.database or '?'}, PostgreSQL {summary.server_version or '?'}, written "
-            f"{summary.created or '?'}, {len(summary.tables)} tables, readable to the end, "
-            f"{checksum}"
-        )
-
-        connect(connection)
-        target = describe_database(connection)
-        with connection.cursor() as cursor:
-            existing = tables_with_rows(cursor)
-        if existing:
-            listed = ", ".join(f"{table} ({rows} rows)" for table, rows in existing.items())
-            if not options["force"]:
-                raise CommandError(
-                    f"The database {target} already holds data: {listed}. Nothing was changed. "
-                    f"To replace it with the backup, run again with --force (the current data "
-                    f"is backed up first)."
-                )
-            if not options["no_backup_first"]:
-                self.stdout.write("Backing up the data about to be replaced")
-                saved = dump(
-                    settings_dict=connection.settings_dict,
-                    folder=folder,
-                    server_version=connection.pg_version,
-                    say=say,
-                )
-                self.stdout.write(
-                    f"Saved the current data to {saved.path} ({human_size(saved.size)})"
-                )
-            self.stdout.write(f"Replacing the data in {target}: {listed}")
-        else:
-            self.stdout.write(f"Restoring into {target} (no data there yet)")
-
-        # pg_restore drops and re-creates the tables: hold nothing open on them meanwhile.
-        settings_dict = dict(connection.settings_dict)
-        connection.close()
-        elapsed = restore(path=path, settings_dict=settings_dict, say=say)
-
-        with connection.cursor() as cursor:
-            restored = tables_with_rows(cursor)
-        counts = ", ".join(f"{table} ({rows} rows)" for table, rows in restored.items())
-        self.stdout.write(f"Restored {path.name} in {elapsed:.1f} s: {counts or 'no rows'}")
-        self.report_migrations()
-
-    def chosen_file(self, options, folder: Path) -> Path:
-        if options["latest"] == bool(options["file"]):
-            raise CommandError("Name the backup file to restore, or pass --latest (not both).")
-        if options["file"]:
-            return options["file"].resolve()
-        latest = latest_backup(folder)
-        if latest is None:
-            raise CommandError(
-                f"Nothing to restore in {folder}: no base backup, no WAL and no pg_dump file. To "
-                f"load a pg_dump file kept elsewhere, name it: `restore FILE`. Nothing was changed."
-            )
-        return latest.path
-
-    def report_migrations(self) -> None:
-        executor = MigrationExecutor(connection)
-        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-        if pending:
-            self.stdout.write(
-                f"The backup predates {len(pending)} of this code's migrations: `serve` applies "
-                f"them at start, or run `manage.py migrate`."
-            )

@@ -1,5 +1,4 @@
 import json
-import time
 from pathlib import Path
 
 from django.apps import apps
@@ -9,22 +8,23 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
-from backups.archive import Archive
-from backups.archive_status import archive_report, django_fetchone
-from backups.catalogue import default_folder, list_backups
+from backups.continuous.archive import Archive
+from backups.continuous.archive_status import archive_report, django_fetchone
 from backups.database import connect
 from backups.errors import BackupError
+from backups.folder import default_folder
+from backups.inventory import inventory, inventory_lines
 from core.errors import first_line
-from core.files import folder_size, human_age, human_size, usage_per_file_system
+from core.files import folder_size, human_size, usage_per_file_system
 from core.health import low_disk_space
+from core.status_reports import STATUS_PARTS
 from pgembedded.programs import MAJOR_VERSION
-from tasks.selectors import queue_summary
 
 
 class Command(BaseCommand):
     help = (
         "Where the data lives, the PostgreSQL version, database size, notes and users, the "
-        "last backup and free disk space."
+        "base backups, the point-in-time window, the pg_dump files, and free disk space."
     )
 
     def add_arguments(self, parser):
@@ -38,8 +38,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         folder = (options["dir"] or default_folder()).resolve()
         report = self.database_report()
-        report |= tasks_report(report)
-        report |= self.backups_report(folder)
+        for part in STATUS_PARTS.values():  # other apps' parts: the tasks' queue
+            report |= part.gather(report)
+        report |= inventory(folder)
         report |= self.continuous_report(folder)
         report |= self.disk_report(folder)
         # Below DISK_FREE_WARN_BYTES free where the data or the backups are (issue 13).
@@ -103,25 +104,6 @@ class Command(BaseCommand):
         )
         return report
 
-    def backups_report(self, folder: Path) -> dict:
-        backups = list_backups(folder)
-        report = {
-            "backup_folder": str(folder),
-            "backups": len(backups),
-            "backups_bytes": sum(item.size for item in backups),
-            "last_backup": None,
-        }
-        if backups:
-            last = backups[-1]
-            report["last_backup"] = {
-                "path": str(last.path),
-                "bytes": last.size,
-                "taken": last.taken.isoformat(),
-                "age_seconds": round(time.time() - last.taken.timestamp()),
-                "sha256_recorded": last.checksum_path.exists(),
-            }
-        return report
-
     def continuous_report(self, folder: Path) -> dict:
         archive = Archive(folder)
         if settings.EMBEDDED_DATABASE:
@@ -175,33 +157,10 @@ class Command(BaseCommand):
                 lines.append(("Contents", ", ".join(counts)))
             pending = report["pending_migrations"]
             lines.append(("Schema", f"{pending} migrations pending" if pending else "up to date"))
-        if report["backups"]:
-            lines.append(
-                (
-                    "Backups",
-                    f"{report['backups']} in {report['backup_folder']}, "
-                    f"{size(report['backups_bytes'])} in all",
-                )
-            )
-            last = report["last_backup"]
-            checksum = "sha256 recorded" if last["sha256_recorded"] else "no sha256"
-            lines.append(
-                (
-                    "Last backup",
-                    f"{last['path']}, {size(last['bytes'])}, "
-                    f"{human_age(last['age_seconds'])} old, {checksum}",
-                )
-            )
-        else:
-            lines.append(
-                (
-                    "Backups",
-                    f"no pg_dump files in {report['backup_folder']}: make one with "
-                    f"`manage.py backup --logical`",
-                )
-            )
-        lines += task_lines(report.get("tasks"))
+        for part in STATUS_PARTS.values():
+            lines += part.lines(report)
         lines += continuous_lines(report.get("continuous"))
+        lines += inventory_lines(report)
         for key in ("disk_data", "disk_backups"):
             if key in report:
                 disk = report[key]
@@ -239,9 +198,7 @@ def continuous_lines(report: dict | None) -> list[tuple[str, str]]:
         lines.append(("RPO", f"{rpo_text} ({streaming}, {lag} bytes of WAL not archived yet)"))
     else:
         lines.append(("RPO", "server stopped: nothing unarchived is being written"))
-    lines.append(("Base backup", report["last_base_backup"] or "none yet (`serve` takes one)"))
-    if report["window"]:
-        lines.append(("Window", f"{report['window'][0]} to {report['window'][1]}"))
+    # Its base backups and window are printed with the inventory, from the folder itself.
     if report.get("offsite_waiting_segments") is not None:
         lines.append(("Off-site", f"{report['offsite_waiting_segments']} WAL segments waiting"))
     lines.append(("Last error", report["last_error"] or "none (archive)"))
@@ -260,39 +217,3 @@ def content_models() -> list:
         if Path(app.path).is_relative_to(project):
             models += [model for model in app.get_models() if model is not user_model]
     return models
-
-
-# -- Background tasks (tasks/, docs/tasks.md) ---------------------------------------------------
-
-
-def tasks_report(report: dict) -> dict:
-    """Tasks queued, running and failed, and the wait of the oldest queued one."""
-    if "server_version" not in report or report.get("rows") is None:
-        return {}  # no database, or no tables yet
-    try:
-        summary = queue_summary()
-    except DatabaseError:
-        return {"tasks": None}  # the tasks' tables not migrated yet
-    age = summary.oldest_queued_age
-    return {
-        "tasks": {
-            "queued": summary.queued,
-            "running": summary.running,
-            "failed": summary.failed,
-            "oldest_queued_seconds": age.total_seconds() if age is not None else None,
-        }
-    }
-
-
-def task_lines(tasks: dict | None) -> list[tuple[str, str]]:
-    if tasks is None:
-        return []
-    oldest = tasks["oldest_queued_seconds"]
-    waiting = f", the oldest waiting {human_age(oldest)}" if oldest is not None else ""
-    return [
-        (
-            "Tasks",
-            f"{tasks['queued']} queued{waiting}, {tasks['running']} running, "
-            f"{tasks['failed']} failed",
-        )
-    ]

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.startup import start_protection
+from backups.continuous.startup import start_protection
 from pgembedded.errors import EmbeddedPostgresError
 from server import front_door, metrics_port
 from server.startup import StartupError, prepare, supervise_database

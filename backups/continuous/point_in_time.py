@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from backups.archive import Archive, BaseBackup, History
-from backups.base_backup import verify
-from backups.branches import history_file, history_files
+from backups.continuous.archive import Archive, BaseBackup, History
+from backups.continuous.base_backup import verify
+from backups.continuous.branches import history_file, history_files
 from backups.errors import BackupError
 from pgembedded import access, cluster
 from pgembedded.errors import EmbeddedPostgresError
@@ -68,7 +68,7 @@ def no_base_backup(archive: Archive) -> BackupError:
         f"The archive {archive.folder} holds WAL (written up to "
         f"{newest.isoformat(timespec='seconds')}) but no base backup to replay it onto, so "
         f"nothing in it can be restored (was the data lost before the first base backup "
-        f"ended?). Keep the folder; a pg_dump file, if you have one, loads with `restore FILE`. "
+        f"ended?). Keep the folder; a pg_dump file, if you have one, loads with `load FILE`. "
         f"Nothing was changed."
     )
 

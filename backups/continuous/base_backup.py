@@ -8,7 +8,7 @@ base backup only once verified and its `<stamp>.json` written.
 import subprocess
 from datetime import UTC, datetime
 
-from backups.archive import Archive, BaseBackup, new_stamp, remove_tree
+from backups.continuous.archive import Archive, BaseBackup, new_stamp, remove_tree
 from backups.errors import BackupError
 from backups.progress import error_lines
 from backups.tools import child_environment, tool

@@ -9,9 +9,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backups.archive import Archive
-from backups.offsite import SHIPPED
-from backups.protection import (
+from backups.continuous.archive import Archive
+from backups.continuous.offsite import SHIPPED
+from backups.continuous.protection import (
     APPLICATION,
     SLOT,
     wal_queue_warning,
@@ -23,7 +23,7 @@ def archive_report(archive: Archive, fetchone, *, running: bool, disk: Path) -> 
 
     `fetchone(sql, params)` runs a query on the server (Django's connection, already open).
     `disk` is the folder on the server's disk, whose free space bounds the WAL the slot keeps:
-    the data folder, or on a configured server the archive's (see backups.configured_server).
+    the data folder, or on a configured server the archive's (see configured_server.py).
     """
     backups = archive.base_backups()
     window = archive.window()
@@ -91,7 +91,7 @@ def readiness_entry() -> dict | None:
     from django.conf import settings
     from django.db import connection
 
-    from backups.catalogue import default_folder
+    from backups.folder import default_folder
 
     archive = Archive(default_folder())
     if not settings.EMBEDDED_DATABASE or archive.current_chain() is None:

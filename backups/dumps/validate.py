@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backups.catalogue import checksum_path, recorded_checksum, sha256_of
+from backups.dumps.catalogue import checksum_path, recorded_checksum, sha256_of
 from backups.errors import BackupError
 from backups.progress import error_lines
 from backups.tools import tool

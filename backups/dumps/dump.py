@@ -9,7 +9,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backups.catalogue import (
+from backups.dumps.catalogue import (
     BACKUP_NAME,
     STAMP_FORMAT,
     Backup,

@@ -12,9 +12,14 @@ from pathlib import Path
 
 from psycopg import sql
 
-from backups.archive import Archive
+from backups.continuous.archive import Archive
+from backups.continuous.point_in_time import (
+    LocalSource,
+    newest_base,
+    recover,
+    write_recovery_settings,
+)
 from backups.errors import BackupError
-from backups.point_in_time import LocalSource, newest_base, recover, write_recovery_settings
 from core.env import private_folder
 from pgembedded.postgres import DATABASE, EmbeddedPostgres
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from backups.catalogue import default_folder
+from backups.folder import default_folder
 from backups.tools import signal_when_parent_dies
 
 

@@ -1,11 +1,11 @@
-"""`backup --every SECONDS`: a backup now, then one every SECONDS, until SIGTERM or Ctrl-C.
+"""`dump --every SECONDS`: a dump now, then one every SECONDS, until SIGTERM or Ctrl-C.
 
-A service can run it from the app image (`docker compose run backup python manage.py backup
+A service can run it from the app image (`docker compose run backup python manage.py dump
 --every 86400`): its files are made, named, checksummed and pruned by the same code as
-`manage.py backup`. (The compose `backup` service itself runs `protect`.) A failed backup is
-reported and tried again sooner (after RETRY_SECONDS at most); earlier backups are untouched.
+`manage.py dump`. (The compose `backup` service itself runs `protect`.) A failed dump is
+reported and tried again sooner (after RETRY_SECONDS at most); earlier dumps are untouched.
 SIGTERM (`docker compose stop`) or SIGINT ends the loop at once: while it waits, straight away;
-during a backup, pg_dump is stopped and its partial file removed, as for Ctrl-C.
+during a dump, pg_dump is stopped and its partial file removed, as for Ctrl-C.
 """
 
 import signal

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from backups.archive import Archive, BaseBackup
+from backups.continuous.archive import Archive, BaseBackup
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from backups.continuous.offsite import OffSite, OffSiteBackup
 from backups.errors import BackupError
-from backups.offsite import OffSite, OffSiteBackup
 
 
 class OffSiteSource:

@@ -257,13 +257,28 @@ class Archive:
             oldest = self.base_backups()[0]
             for chain in self.chains():
                 if chain < oldest.chain:  # no base backup left starts there
-                    remove_tree(self.wal_dir(chain))
+                    self.remove_wal_keeping_histories(chain)
             subprocess.run(
                 [str(tool("pg_archivecleanup")), str(self.wal_dir(oldest.chain)), oldest.start_wal],
                 capture_output=True,
                 check=False,
             )
         return [backup.name for backup in doomed]
+
+    def remove_wal_keeping_histories(self, chain: str) -> None:
+        """Delete `chain`'s WAL but not its history files. Recovery names its new timeline one
+        above the last history file it finds scanning up from the recovered timeline, and stops
+        at the first missing one: a gap would let a restore take a timeline already used."""
+        folder = self.wal_dir(chain)
+        if not folder.is_dir():
+            return
+        for path in folder.iterdir():
+            if path.name.endswith(".history"):
+                continue
+            if path.is_dir():
+                remove_tree(path)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def sha256_of(path: Path) -> str:

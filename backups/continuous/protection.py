@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from backups.archive import Archive
-from backups.base_backup import take_base_backup
+from backups.continuous.archive import Archive
+from backups.continuous.base_backup import take_base_backup
 from backups.errors import BackupError
 from backups.progress import error_lines
 from backups.tools import child_environment, signal_when_parent_dies, tool

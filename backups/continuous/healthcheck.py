@@ -2,7 +2,7 @@
 and no error from the receiver. After a restore the service starts a new history, and until its
 base backup is taken the archive cannot restore the new timeline, so it is not healthy yet.
 
-    python -m backups.healthcheck /backups
+    python -m backups.continuous.healthcheck /backups
 
 Plain Python, no Django: compose runs it every 10 s.
 """
@@ -10,7 +10,7 @@ Plain Python, no Django: compose runs it every 10 s.
 import sys
 from pathlib import Path
 
-from backups.archive import Archive
+from backups.continuous.archive import Archive
 
 
 def healthy(archive: Archive) -> bool:

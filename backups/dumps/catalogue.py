@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from django.conf import settings
-
 from backups.errors import BackupError
 from core import env
 
@@ -31,11 +29,6 @@ class Backup:
     @property
     def checksum_path(self) -> Path:
         return checksum_path(self.path)
-
-
-def default_folder() -> Path:
-    """`BACKUP_DIR`, else `DATA_DIR/backups` (`.data/backups`): settings.BACKUP_DIR."""
-    return settings.BACKUP_DIR
 
 
 def default_keep() -> int | None:

@@ -1,4 +1,4 @@
-"""Replacing the database's contents with a backup's, in one transaction.
+"""Loading a dump: replacing the database's contents with the dump's, in one transaction.
 
 pg_restore turns the archive into SQL that psql runs between BEGIN and COMMIT, and COMMIT is
 sent only once pg_restore has read the whole file: a failure anywhere (a truncated file, an
@@ -11,10 +11,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from backups.dumps.validate import archive_schemas
 from backups.errors import BackupError
 from backups.progress import PROGRESS_INTERVAL, Progress, Say, StderrLines, error_lines
 from backups.tools import child_environment, tool
-from backups.validate import archive_schemas
 
 # Tables that `migrate` fills by itself: rows there are not anyone's data.
 BOOKKEEPING_TABLES = {"django_migrations", "django_content_type", "auth_permission"}
@@ -43,7 +43,7 @@ def tables_with_rows(cursor) -> dict[str, int]:
     return counts
 
 
-def restore(
+def load(
     *,
     path: Path,
     settings_dict: dict,
