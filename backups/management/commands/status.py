@@ -43,7 +43,7 @@ class Command(BaseCommand):
         report |= inventory(folder)
         report |= self.continuous_report(folder)
         report |= self.disk_report(folder)
-        # Below DISK_FREE_WARN_BYTES free where the data or the backups are (issue 13).
+        # Below DISK_FREE_WARN_BYTES free where the data or the backups are.
         data = [settings.DATA_DIR] if settings.EMBEDDED_DATABASE else []
         report["disk_warnings"] = low_disk_space([*data, folder])
         if options["json"]:
