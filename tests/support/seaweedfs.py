@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.processes import free_port
@@ -124,3 +126,15 @@ PORT_FLAGS = [
     "admin.port",
     "admin.port.grpc",
 ]
+
+
+@contextmanager
+def running_store(folder: Path, bucket: str) -> Iterator[SeaweedFS]:
+    """A SeaweedFS started in `folder` with `bucket` made, stopped at the end."""
+    store = SeaweedFS(folder)
+    store.start()
+    try:
+        store.make_bucket(bucket)
+        yield store
+    finally:
+        store.stop()

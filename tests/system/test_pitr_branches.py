@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.pitr import Writers, lose_folder, stored_titles
+from tests.support.pitr import Writers, lose_folder, stored_titles, wait_until
 from tests.support.processes import Server, manage
-from tests.support.seaweedfs import SeaweedFS
+from tests.support.seaweedfs import SeaweedFS, running_store
 
 BUCKET = "keepnotes-branches"
 WRITE_SECONDS = 1.0
@@ -24,20 +24,8 @@ WRITE_SECONDS = 1.0
 
 @pytest.fixture
 def store(tmp_path):
-    store = SeaweedFS(tmp_path / "seaweedfs")
-    store.start()
-    store.make_bucket(BUCKET)
-    yield store
-    store.stop()
-
-
-def wait_until(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    with running_store(tmp_path / "seaweedfs", BUCKET) as store:
+        yield store
 
 
 def newest_chain(data_dir: Path) -> Path:

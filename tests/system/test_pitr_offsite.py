@@ -13,29 +13,17 @@ import pytest
 
 from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
-from tests.support.pitr import Writers, lose_folder, power_cut, stored_titles
+from tests.support.pitr import Writers, lose_folder, power_cut, stored_titles, wait_until
 from tests.support.processes import Server, manage
-from tests.support.seaweedfs import SeaweedFS
+from tests.support.seaweedfs import running_store
 
 BUCKET = "keepnotes-backups"
 
 
 @pytest.fixture
 def store(tmp_path):
-    store = SeaweedFS(tmp_path / "seaweedfs")
-    store.start()
-    store.make_bucket(BUCKET)
-    yield store
-    store.stop()
-
-
-def wait_until(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    with running_store(tmp_path / "seaweedfs", BUCKET) as store:
+        yield store
 
 
 def all_shipped(data_dir) -> bool:
