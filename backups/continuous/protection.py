@@ -28,7 +28,8 @@ from backups.continuous.archive import Archive
 from backups.continuous.base_backup import take_base_backup
 from backups.errors import BackupError
 from backups.progress import error_lines
-from backups.tools import child_environment, signal_when_parent_dies, tool
+from backups.tools import child_environment, tool
+from core.processes import signal_when_parent_dies
 
 SLOT = "keepnotes_backup"
 APPLICATION = "keepnotes-backup"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from django.conf import settings
 
 from backups.folder import default_folder
-from backups.tools import signal_when_parent_dies
+from core.processes import signal_when_parent_dies
 
 
 def start_protection(say: Callable[[str], None]) -> subprocess.Popen | None:

@@ -1,12 +1,11 @@
 """How the benchmark runs the django-bolt peer: its environment and its server."""
 
 import os
-import secrets
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from bench.processes import Server, child_environment
+from bench.processes import Server, peer_environment
 
 # django-bolt's README, for deployment: `runbolt --processes` as many as there are cores, each
 # process one Actix worker and one Python event loop.
@@ -14,17 +13,7 @@ PROCESSES = os.cpu_count() or 1
 
 
 def environment(data_dir: Path, database: dict) -> dict:
-    """The peer's environment: its settings, a throwaway secret key, the benchmark's database."""
-    return child_environment(
-        data_dir,
-        DJANGO_SETTINGS_MODULE="bench.bolt_peer.settings",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        PGHOST=str(database["HOST"]),
-        PGPORT=str(database["PORT"]),
-        PGUSER=database["USER"],
-        PGPASSWORD=database["PASSWORD"],
-        PGDATABASE=database["NAME"],
-    )
+    return peer_environment(data_dir, database, "bench.bolt_peer.settings")
 
 
 def server(environ: dict, log: Path) -> Server:

@@ -1,14 +1,13 @@
 """How the benchmark runs the DRF peer: its environment, its DRF tokens, its server."""
 
 import json
-import secrets
 import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.processes import REPO, Server, child_environment
+from bench.processes import REPO, Server, peer_environment
 
 # cookiecutter-django 2026.8.18: compose/production/django/start ends in
 # `exec gunicorn config.wsgi --bind 0.0.0.0:5000 --chdir=/app` (gunicorn's default sync
@@ -18,18 +17,12 @@ CONN_MAX_AGE = 60  # its config/settings/production.py's default
 
 
 def environment(data_dir: Path, database: dict) -> dict:
-    """The peer's environment: its settings, a throwaway secret key, the benchmark's database."""
-    return child_environment(
+    return peer_environment(
         data_dir,
-        DJANGO_SETTINGS_MODULE="bench.drf_peer.settings",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        database,
+        "bench.drf_peer.settings",
         WEB_CONCURRENCY=str(WORKERS),
         CONN_MAX_AGE=str(CONN_MAX_AGE),
-        PGHOST=str(database["HOST"]),
-        PGPORT=str(database["PORT"]),
-        PGUSER=database["USER"],
-        PGPASSWORD=database["PASSWORD"],
-        PGDATABASE=database["NAME"],
     )
 
 
