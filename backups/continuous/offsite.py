@@ -108,20 +108,10 @@ class OffSite:
         or a later one. Another database's would be overwritten, as its segments have the same
         names (a new database starts at timeline 1); a restored one is on a later timeline.
         A store that cannot be checked raises."""
-        try:
-            self.run(
-                "barman-cloud-check-wal-archive",
-                "--timeline",
-                str(timeline),
-                self.url,
-                self.server_name,
-                timeout=120,
-            )
-        except OffSiteCommandFailed as error:
-            if error.exit_code == OPERATION_FAILED:
-                return False
-            raise
-        return True
+        return self._succeeds(
+            "barman-cloud-check-wal-archive",
+            *("--timeline", str(timeline), self.url, self.server_name),
+        )
 
     def ship_pending(self, wal_dir: Path, names: list[str]) -> int:
         """Ship the segments in `names` not shipped yet, in order, stopping at the first
@@ -185,12 +175,15 @@ class OffSite:
 
     def fetch_history(self, name: str, folder: Path) -> bool:
         """The history file `name` into `folder`; False when the store has none by that name."""
+        return self._succeeds(
+            "barman-cloud-wal-restore", self.url, self.server_name, name, str(folder / name)
+        )
+
+    def _succeeds(self, *command: str) -> bool:
+        """True when `command` succeeds, False when barman-cloud says the operation failed (not
+        found, not usable); anything else (the network, credentials) raises."""
         try:
-            self.run(
-                "barman-cloud-wal-restore",
-                *(self.url, self.server_name, name, str(folder / name)),
-                timeout=120,
-            )
+            self.run(*command, timeout=120)
         except OffSiteCommandFailed as error:
             if error.exit_code == OPERATION_FAILED:
                 return False
