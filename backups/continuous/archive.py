@@ -148,18 +148,19 @@ class Archive:
         timeline = re.search(r"START TIMELINE: (\d+)", label)
         if not wal or not timeline:
             raise BackupError(f"{path}/backup_label does not name its first WAL segment.")
+        start_wal, timeline_id = wal.group(1), int(timeline.group(1))
         data = {
             "started": started.isoformat(),
             "ended": ended.isoformat(),
-            "start_wal": wal.group(1),
-            "timeline": int(timeline.group(1)),
+            "start_wal": start_wal,
+            "timeline": timeline_id,
             "chain": chain,
         }
         info = path.with_name(path.name + ".json")
         draft = info.with_name(info.name + ".partial")
         draft.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(draft, info)
-        return BaseBackup(path, started, ended, data["start_wal"], data["timeline"], chain)
+        return BaseBackup(path, started, ended, start_wal, timeline_id, chain)
 
     # -- WAL ---------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -24,7 +25,9 @@ PORT = 5432  # of the restore's own server: a private socket, no TCP
 @dataclass(frozen=True)
 class MountedDataFolder:
     pgdata: Path
-    settings_dict: dict  # the configured server's (DB_HOST...): who it is, and whether it runs
+    settings_dict: dict[
+        str, Any
+    ]  # the configured server's (DB_HOST...): who it is, and whether it runs
 
     @property
     def data_dir(self) -> Path:
@@ -42,13 +45,15 @@ class MountedDataFolder:
     def log_file(self) -> Path:
         return self.data_dir / "keepnotes-restore.log"
 
-    def connection_settings(self) -> dict:
+    def connection_settings(self) -> dict[str, Any]:
         return self.settings_dict
 
     def password(self) -> str:
         return libpq_environment(self.settings_dict).get("PGPASSWORD", "")
 
-    def connect(self, dbname: str = "postgres", connect_timeout: int = 5, **kwargs):
+    def connect(
+        self, dbname: str = "postgres", connect_timeout: int = 5, **kwargs: Any
+    ) -> psycopg.Connection[Any]:
         """The restore's own server, over its socket."""
         kwargs.setdefault("password", self.password())
         return psycopg.connect(
