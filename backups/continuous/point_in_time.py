@@ -7,7 +7,6 @@ target and is promoted. Only then is the current data folder moved aside (never 
 restored one put in its place. Any failure on the way leaves the current data as it was.
 """
 
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -16,11 +15,12 @@ from pathlib import Path
 from typing import Protocol
 
 import psycopg
+from barman import xlog
 from psycopg import sql
 
-from backups.continuous.archive import Archive, BaseBackup, History
+from backups.continuous.archive import Archive, BaseBackup, History, stream_position
 from backups.continuous.base_backup import verify
-from backups.continuous.branches import history_file, history_files
+from backups.continuous.branches import history_files
 from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
 from core.say import Say
@@ -216,9 +216,10 @@ class LocalSource:
             shutil.copyfile(path, wal / path.name)
         if self.offsite is not None:
             self._fetch_offsite_histories(self.offsite, wal)
+        first = stream_position(base.start_wal)
         for path in sorted(self.archive.wal_dir(base.chain).iterdir()):
             name = path.name.removesuffix(".partial")
-            if not re.fullmatch(r"[0-9A-F]{24}", name) or name[8:] < base.start_wal[8:]:
+            if not xlog.is_wal_file(name) or stream_position(name) < first:
                 continue
             if path.name.endswith(".partial") and (wal / name).exists():
                 continue
@@ -229,9 +230,10 @@ class LocalSource:
     def _fetch_offsite_histories(self, offsite: OffSite, wal: Path) -> None:
         """The store's history files above the newest here, until the first it lacks (the
         timelines in use are consecutive: each restore takes the next)."""
-        timeline = max((int(path.name[:8], 16) for path in wal.glob("*.history")), default=1) + 1
+        timelines = (xlog.decode_segment_name(path.name)[0] for path in wal.glob("*.history"))
+        timeline = max(timelines, default=1) + 1
         try:
-            while offsite.fetch_history(history_file(timeline), wal):
+            while offsite.fetch_history(xlog.encode_history_file_name(timeline), wal):
                 timeline += 1
         except BackupError as error:
             self.say(

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 import psycopg
+from barman import xlog
 
 from backups.continuous.archive import Archive
 from backups.continuous.base_backup import take_base_backup
@@ -41,7 +41,6 @@ CHECK_SECONDS = 1.0
 DISK_CHECK_SECONDS = 10.0  # one short connection to the server each time
 OFFSITE_BASE = "OFFSITE_BASE"  # in a chain's folder: its off-site base backup was taken
 OFFSITE_CHECK = "OFFSITE_CHECK"  # in a new history's folder until the store is checked for it
-SHIPPABLE = r"[0-9A-F]{24}|[0-9A-F]{8}\.history"
 RESTART_SECONDS = 2.0
 logger = logging.getLogger("backups")
 
@@ -232,7 +231,11 @@ class Protection(threading.Thread):
             else:
                 (folder / OFFSITE_BASE).touch()
                 self.offsite_base_due = False
-        names = sorted(path.name for path in folder.iterdir() if re.fullmatch(SHIPPABLE, path.name))
+        names = sorted(
+            path.name
+            for path in folder.iterdir()
+            if xlog.is_wal_file(path.name) or xlog.is_history_file(path.name)
+        )
         try:
             shipped = offsite.ship_pending(folder, names)
             if time.time() - self._last_partial >= self.offsite_every:
