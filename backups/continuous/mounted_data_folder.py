@@ -7,17 +7,16 @@ this image's own PostgreSQL 18, and the data it replaces is moved aside, never d
 `db` service then starts on the result (its entrypoint gives the files to its `postgres` user).
 """
 
-import contextlib
-import fcntl
 import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psycopg
 
 from backups.tools import libpq_environment
+from core.files import locked_file
 
 PORT = 5432  # of the restore's own server: a private socket, no TCP
 
@@ -65,12 +64,10 @@ class MountedDataFolder:
             **kwargs,
         )
 
-    @contextlib.contextmanager
-    def start_lock(self):
+    def start_lock(self) -> TextIO:
+        """Held (`with`) while a restore replaces the folder: one restore at a time."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.data_dir / "keepnotes-restore.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+        return locked_file(self.data_dir / "keepnotes-restore.lock")
 
     def in_use(self) -> str | None:
         """The configured server, when it answers: it runs on this folder (another container)."""

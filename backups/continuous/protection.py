@@ -10,7 +10,6 @@ disk. One process at a time protects a data folder (a lock in the archive): othe
 """
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
@@ -31,6 +30,7 @@ from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
 from backups.progress import error_lines
 from backups.tools import child_environment, tool
+from core.files import locked_file
 from core.processes import signal_when_parent_dies
 from core.say import Say
 from pgembedded.roles import PostgresServer
@@ -92,11 +92,8 @@ class Protection(threading.Thread):
     def claim(self) -> bool:
         """Take the archive's lock (one protecting process per folder) and ready the slot."""
         self.archive.make_folders()
-        lock = open(self.archive.folder / "protection.lock", "a")  # noqa: SIM115
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
+        lock = locked_file(self.archive.folder / "protection.lock", wait=False)
+        if lock is None:
             return False
         self._lock = lock
         made = ensure_slot(self.server)
