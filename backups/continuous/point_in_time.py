@@ -353,7 +353,11 @@ def recover(server: DataFolderServer, scratch: Path) -> str:
             say=lambda message: None,
         )
     except EmbeddedPostgresError:
+        cluster.stop(scratch)  # after a time-out it may run all the same
         raise _stopped(server, log_start) from None
+    except BaseException:  # `_answers` raised, or Ctrl-C: it may run
+        cluster.stop(scratch)
+        raise
     deadline = time.monotonic() + RECOVERY_SECONDS
     try:
         while time.monotonic() < deadline:
@@ -389,10 +393,13 @@ def _recovery_ended(server: DataFolderServer) -> bool:
 
 
 def _answers(server: DataFolderServer) -> bool:
+    """Whether the server takes connections yet. A refusal (starting up, not consistent yet) is
+    a no; anything else, such as an unreadable password file, is raised: waiting would only turn
+    it into a time-out that hides it."""
     try:
         with server.connect(dbname="postgres", connect_timeout=2):
             return True
-    except Exception:
+    except psycopg.OperationalError:
         return False
 
 
