@@ -81,3 +81,29 @@ def test_branches_name_their_fork_and_when_they_were_served(tmp_path):
     assert found[1].fork.lsn == "0/3000100"
     assert found[1].fork.reason == "before 2026-12-01 00:30:00+00"
     assert found[2].served_from == START + timedelta(hours=5)
+
+
+def test_recovery_gets_the_wal_from_the_base_backups_first_segment_on(tmp_path):
+    archive = Archive(tmp_path / "backups")
+    chain(archive, "20261201T000000Z", 2, 1, "1\t0/3000100\tbefore ...\n")  # starts at ...03
+    folder = archive.wal_dir("20261201T000000Z")
+    for name in (
+        "000000020000000000000002",  # before the base backup: not needed
+        "000000020000000000000004",
+        "000000020000000000000005.partial",  # being written: recovery reads it as the segment
+        "000000020000000000000003.00000028.backup",
+        "SHA256SUMS",
+    ):
+        (folder / name).write_bytes(b"x")
+    assert [path.name for path in archive.segments("20261201T000000Z")] == [
+        "000000020000000000000002",
+        "000000020000000000000003",
+        "000000020000000000000004",
+    ]
+    files = restore_wal(archive, tmp_path, "20261201T000000Z")
+    assert sorted(files) == [
+        "00000002.history",
+        "000000020000000000000003",
+        "000000020000000000000004",
+        "000000020000000000000005",
+    ]
