@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -67,8 +68,12 @@ class OffSiteFiles:
 
     offsite: OffSite
 
+    @cached_property
     def _client(self):
+        """One client, with short timeouts and one retry: `protect`'s loop waits on it, and
+        the files wait on the local disk until the next try."""
         import boto3
+        from botocore.config import Config
 
         environment = self.offsite.environment()
         return boto3.client(
@@ -77,6 +82,7 @@ class OffSiteFiles:
             region_name=environment.get("AWS_DEFAULT_REGION"),
             aws_access_key_id=environment.get("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=environment.get("AWS_SECRET_ACCESS_KEY"),
+            config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2}),
         )
 
     def _where(self, name: str) -> tuple[str, str]:
@@ -92,7 +98,7 @@ class OffSiteFiles:
     def upload(self, path: Path, name: str) -> None:
         bucket, key = self._where(name)
         try:
-            self._client().upload_file(str(path), bucket, key)
+            self._client.upload_file(str(path), bucket, key)
         except Exception as error:  # boto3's and botocore's errors share no base worth naming
             raise BackupError(f"copying {name} to {self.describe()} failed: {error}") from None
 
@@ -103,7 +109,7 @@ class OffSiteFiles:
         bucket, key = self._where(name)
         make_folder(destination.parent)
         try:
-            self._client().download_file(bucket, key, str(destination))
+            self._client.download_file(bucket, key, str(destination))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
@@ -304,19 +310,21 @@ class FileProtection:
 
     ARCHIVE_SECONDS = 10.0
     PRUNE_SECONDS = 60.0
+    RETRY_SECONDS = 5.0  # after a failed off-site copy (the store down): the WAL's turn first
 
     def __init__(self, *, archive: FileArchive, offsite: OffSiteFiles | None, oldest_point):
         self.archive, self.offsite, self.oldest_point = archive, offsite, oldest_point
-        self._next_archive = self._next_prune = 0.0
+        self._next_archive = self._next_prune = self._next_offsite = 0.0
 
     def tick(self, record_error) -> None:
         if time.time() >= self._next_archive:
             self._next_archive = time.time() + self.ARCHIVE_SECONDS
             archive_from_store(self.archive)
-        if self.offsite is not None:
+        if self.offsite is not None and time.time() >= self._next_offsite:
             try:
                 ship_pending(self.archive, self.offsite)
             except BackupError as error:
+                self._next_offsite = time.time() + self.RETRY_SECONDS
                 record_error(f"Off-site file copy failed (the files wait locally): {error}")
         if time.time() >= self._next_prune:
             self._next_prune = time.time() + self.PRUNE_SECONDS

@@ -5,11 +5,9 @@
 and changes nothing; `backup --verify-restore` checks the files too.
 """
 
-import json
 import os
 import shutil
 import time
-import urllib.request
 from datetime import UTC, datetime
 
 from tests.support.attachments import (
@@ -31,9 +29,8 @@ def iso(moment: float) -> str:
 
 def archived_everything(server: Server) -> bool:
     """/readyz: every WAL byte written is in the archive."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/readyz", timeout=5) as answer:  # noqa: S310
-        archive = json.loads(answer.read()).get("archive") or {}
-    return archive.get("lag_bytes") == 0
+    _, body = server.request("GET", "/readyz")
+    return (body.get("archive") or {}).get("lag_bytes") == 0
 
 
 def refused(data_dir, *args) -> str:
