@@ -9,6 +9,7 @@ the store as it is, in the local archive, or off-site. Once the data folder is i
 store is made to hold exactly those files.
 """
 
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -215,10 +216,24 @@ class FilesRestore:
         # (In a bucket, the files no row names are left to the orphan sweep, which keeps them
         # for the retention: there the bucket is the archive.)
         self.discard()
+        if isinstance(storage, ProtectedFileSystemStorage):
+            give_to_owner(Path(storage.location))
         return copied, removed
 
     def discard(self) -> None:
         shutil.rmtree(self._restoring_dir(), ignore_errors=True)
+
+
+def give_to_owner(root: Path) -> None:
+    """Run as root (compose's `restore` service), make what the restore wrote in the store its
+    owner's again (the app user's), or the app could neither read nor sweep it."""
+    if os.geteuid() != 0 or not root.is_dir():
+        return
+    owner = root.stat()
+    for path in [root, *root.rglob("*")]:
+        status = path.lstat()
+        if (status.st_uid, status.st_gid) != (owner.st_uid, owner.st_gid):
+            os.lchown(path, owner.st_uid, owner.st_gid)
 
 
 # -- protection: off-site copies and retention ---------------------------------------------------
