@@ -275,11 +275,15 @@ def archive_from_store(archive: FileArchive) -> int:
         return 0
     count = 0
     for name, _ in storage.stored_names():
-        if not archive.has(name):
-            path = storage.local_path(name)
+        if archive.has(name):
+            continue
+        path = storage.local_path(name)
+        try:
             if file_sha256(path) == sha256_of_name(name):
                 archive.put(source=path, name=name)
                 count += 1
+        except FileNotFoundError:
+            continue  # swept meanwhile: no row named it
     return count
 
 
