@@ -9,6 +9,7 @@ import pytest
 from filestore.downloads import served_name
 from notes.models import Attachment
 from server.front_door import LargeBody, large_bodies
+from tests.support.attachments import stored_files
 from tests.support.errors import json_error
 
 pytestmark = pytest.mark.django_db
@@ -28,17 +29,6 @@ def store(settings, tmp_path) -> Path:
     }
     settings.PROTECTED_FILES_ARCHIVE_DIR = tmp_path / "archive"
     return tmp_path / "files"
-
-
-def stored_files(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    # Everything but the store's lock file: partial uploads included.
-    return sorted(
-        str(path.relative_to(folder))
-        for path in folder.rglob("*")
-        if path.is_file() and path.name != ".lock"
-    )
 
 
 @pytest.fixture
