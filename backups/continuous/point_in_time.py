@@ -195,8 +195,14 @@ class LocalSource:
             )
 
 
-def restore_to(*, server, source, target: datetime | None, force: bool, say) -> Restored:
-    """Replace `server`'s data folder with the source's state at `target` (None: the newest)."""
+def restore_to(
+    *, server, source, target: datetime | None, force: bool, say, inspect=None
+) -> Restored:
+    """Replace `server`'s data folder with the source's state at `target` (None: the newest).
+
+    `inspect(server)`, when given, runs once the recovered server is up in the scratch folder,
+    before anything is replaced: raising there leaves everything as it was (the files the
+    restored rows name are checked so, backups/continuous/files.py)."""
     started = time.monotonic()
     with server.start_lock():
         busy = server.in_use()
@@ -218,7 +224,7 @@ def restore_to(*, server, source, target: datetime | None, force: bool, say) -> 
         try:
             say(f"Replaying the WAL up to {target.isoformat() if target else 'its end'}")
             try:
-                reached = replay(server, source, base, scratch, target)
+                reached = replay(server, source, base, scratch, target, inspect)
             except TargetNotReached:
                 latest = source.latest()
                 if latest is None or target > latest:
@@ -226,7 +232,7 @@ def restore_to(*, server, source, target: datetime | None, force: bool, say) -> 
                 # No commit after `target` anywhere in the archive, which was written up to
                 # `latest`: its end is the state at `target`.
                 shutil.rmtree(scratch, ignore_errors=True)
-                reached = replay(server, source, base, scratch, None)
+                reached = replay(server, source, base, scratch, None, inspect)
         except BaseException:
             cluster.stop(scratch)
             shutil.rmtree(scratch, ignore_errors=True)
@@ -242,11 +248,11 @@ def restore_to(*, server, source, target: datetime | None, force: bool, say) -> 
     )
 
 
-def replay(server, source, base, scratch: Path, target) -> str:
+def replay(server, source, base, scratch: Path, target, inspect=None) -> str:
     restore_command = source.fill(scratch, base)
     scratch.chmod(0o700)
     write_recovery_settings(scratch, restore_command, target, source.timeline(base, target))
-    return recover(server, scratch)
+    return recover(server, scratch, inspect)
 
 
 def write_recovery_settings(scratch: Path, restore_command: str, target, timeline) -> None:
@@ -263,7 +269,7 @@ def write_recovery_settings(scratch: Path, restore_command: str, target, timelin
     (scratch / "recovery.signal").touch()
 
 
-def recover(server, scratch: Path) -> str:
+def recover(server, scratch: Path, inspect=None) -> str:
     """Start PostgreSQL on `scratch`, wait for the end of recovery, stop it: where it got to.
 
     Meanwhile only the superuser may connect, over the socket, without a password (the socket
@@ -308,6 +314,8 @@ def recover(server, scratch: Path) -> str:
                 )
             )
             connection.execute("CHECKPOINT")
+        if inspect is not None:
+            inspect(server)
     finally:
         cluster.stop(scratch)
         hba.write_text(rules)

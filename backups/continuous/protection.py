@@ -67,6 +67,7 @@ class Protection(threading.Thread):
         warn: Callable[[str], None],
         offsite=None,
         offsite_every: int = 60,
+        files=None,
     ):
         super().__init__(name="backups-protection", daemon=True)
         self.server, self.archive = server, archive
@@ -84,6 +85,7 @@ class Protection(threading.Thread):
         self.offsite_base_due = False
         self._last_partial, self._partial_state = 0.0, None
         self._next_offsite_check = 0.0
+        self.files = files  # the protected files' part (backups/continuous/files.py)
 
     def claim(self) -> bool:
         """Take the archive's lock (one protecting process per folder) and ready the slot."""
@@ -157,6 +159,8 @@ class Protection(threading.Thread):
                     self._warn_before_the_disk_fills()
                 if self.offsite is not None:
                     self._ship_offsite()
+                if self.files is not None:
+                    self.files.tick(self._record_error)
             except Exception as error:  # never let the bookkeeping end the protection
                 logger.warning("Backup bookkeeping failed: %s", error)
             self.stopping.wait(CHECK_SECONDS)

@@ -30,13 +30,16 @@ class Drill:
     restored: dict[str, int]
     live: dict[str, int]
     reached: str
+    files: int | None = None  # files the restored rows name, each found intact in the archive
 
     @property
     def missing_tables(self) -> list[str]:
         return sorted(set(self.live) - set(self.restored))
 
 
-def verify_restore(*, archive: Archive, data_dir: Path, live_counts: dict[str, int], say) -> Drill:
+def verify_restore(
+    *, archive: Archive, data_dir: Path, live_counts: dict[str, int], say, check_files=None
+) -> Drill:
     source = LocalSource(archive)
     base = newest_base(archive)  # of the live database, whose tables the drill compares
     source.check(base, say)
@@ -55,12 +58,13 @@ def verify_restore(*, archive: Archive, data_dir: Path, live_counts: dict[str, i
         scratch_server.ensure_running()
         with scratch_server.connect(dbname=DATABASE) as connection:
             restored = table_counts(connection.cursor())
+            files = check_files(connection) if check_files is not None else None
     finally:
         scratch_server.leave()
         shutil.rmtree(folder, ignore_errors=True)
     if not restored:
         raise BackupError(f"The restored {base.name} has no tables: it cannot be the database.")
-    return Drill(base=base.name, restored=restored, live=live_counts, reached=reached)
+    return Drill(base=base.name, restored=restored, live=live_counts, reached=reached, files=files)
 
 
 def table_counts(cursor) -> dict[str, int]:

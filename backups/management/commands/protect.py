@@ -10,6 +10,7 @@ from django.db import connection
 
 from backups.continuous.archive import Archive
 from backups.continuous.configured_server import ConfiguredServer
+from backups.continuous.files import file_protection
 from backups.continuous.offsite import from_settings
 from backups.continuous.protection import Protection
 from backups.database import describe_database
@@ -56,14 +57,16 @@ class Command(BaseCommand):
             server.ensure_running()
         else:
             server = ConfiguredServer(connection.settings_dict, pgdata=archive.folder)
+        offsite = from_settings()
         protection = Protection(
             server=server,
             archive=archive,
             base_every=settings.BACKUP_BASE_EVERY,
             keep_days=settings.BACKUP_RETENTION,
             warn=lambda message: self.stderr.write(message),
-            offsite=from_settings(),
+            offsite=offsite,
             offsite_every=settings.BACKUP_OFFSITE_SECONDS,
+            files=file_protection(archive, offsite),
         )
         try:
             claimed = protection.claim()

@@ -7,6 +7,7 @@ from django.db import connection
 
 from backups.continuous.archive import Archive
 from backups.continuous.branches import branches
+from backups.continuous.files import FilesRestore, file_archive, offsite_files
 from backups.continuous.mounted_data_folder import MountedDataFolder
 from backups.continuous.offsite import from_settings
 from backups.continuous.offsite_restore import OffSiteSource
@@ -134,17 +135,25 @@ class Command(BaseCommand):
                 "--database chooses within the local archive, which has no base backup; the "
                 "off-site store holds one database per BACKUP_URL."
             )
+        # The files the restored rows name are found (and checked) before anything is replaced.
+        files = FilesRestore(archive=file_archive(archive.folder), offsite=offsite_files(offsite))
         done = restore_to(
             server=server,
             source=source,
             target=target,
             force=options["force"],
             say=self.stdout.write,
+            inspect=files.check_server,
         )
+        copied, removed = files.put_in_place()
         self.stdout.write(
             f"Restored from {source.describe()} to "
             f"{target.isoformat() if target else 'its newest point'} from base backup "
             f"{done.base.name} in {done.seconds:.1f} s ({done.reached})."
+        )
+        self.stdout.write(
+            f"Files: the restored rows name {len(files.found)}, each checked by its sha256; "
+            f"{copied} copied back into the store, {removed} no row names removed from it."
         )
         if done.moved_aside:
             self.stdout.write(
