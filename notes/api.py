@@ -224,11 +224,11 @@ _download = {
 
 @attachments_router.get(
     "/{note_id}/attachments/{attachment_id}/content",
-    response={200: None, 302: None, 304: None},
+    response={200: None, 206: None, 304: None, 416: ErrorOut},
     openapi_extra={
         "responses": {
             200: _download,
-            302: {"description": "On S3: to a URL signed for a minute, with the same headers."},
+            206: {"description": "The part of the file that `Range` asks for."},
             304: {"description": "`If-None-Match` names the file's ETag."},
         }
     },
@@ -239,6 +239,7 @@ def download_attachment(request, note_id: DatabaseId, attachment_id: DatabaseId)
         request,
         name=attachment.file.name,
         sha256=attachment.sha256,
+        size=attachment.size,
         filename=attachment.name,
         content_type=attachment.content_type,
     )

@@ -98,6 +98,8 @@ def test_range_if_range_and_if_none_match(server, token, note_id, made):
     assert (changed.status, changed.body) == (200, CONTENT), "another version: the whole file"
     assert cached.status == 304 and cached.headers["ETag"] == f'"{DIGEST}"'
     assert beyond.status == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{len(CONTENT)}"
+    assert beyond.json()["detail"]
 
 
 def test_others_and_clients_outside_get_nothing(server, token, note_id, made):
