@@ -254,3 +254,26 @@ def test_every_status_is_in_the_schema(api):
     assert {"201", "401", "404", "413", "415", "422", "507"} <= set(upload_responses)
     assert "Retry-After" in upload_responses["507"]["headers"]
     assert {"200", "206", "304", "401", "404"} <= set(download["responses"])
+
+
+def test_the_notes_admin_page_shows_attachments_with_a_download_link(
+    api, note_id, make_user, client, user, client_for
+):
+    made = upload(api, note_id, name="<b>bold</b>.pdf").json()
+    staff = make_user("staff", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+
+    page = client.get(f"/admin/notes/note/{note_id}/change/")
+    link = f"/admin/notes/note/{note_id}/attachments/{made['id']}/"
+    download = client.get(link)
+    client.force_login(make_user("not-staff"))
+    refused = client.get(link)
+
+    assert page.status_code == 200
+    assert b"&lt;b&gt;bold&lt;/b&gt;.pdf" in page.content and b"<b>bold" not in page.content
+    assert made["sha256"].encode() in page.content and link.encode() in page.content
+    assert b'name="attachments-0-name"' not in page.content, "read-only"
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == CONTENT
+    assert download["Content-Disposition"] == 'attachment; filename="<b>bold<_b>.pdf"'
+    assert refused.status_code == 302, "to the admin's login"
