@@ -2,6 +2,7 @@
 each the owner's only; the limits, each a JSON error with no row and no file left behind."""
 
 import hashlib
+import io
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,17 @@ def test_the_notes_admin_page_shows_attachments_with_a_download_link(
     assert b"".join(download.streaming_content) == CONTENT
     assert download["Content-Disposition"] == 'attachment; filename="<b>bold<_b>.pdf"'
     assert refused.status_code == 302, "to the admin's login"
+
+
+def test_a_body_shorter_than_its_length_is_a_400_and_names_nothing(api, note_id):
+    response = api.generic(
+        "POST",
+        f"/api/v1/notes/{note_id}/attachments?name=short",
+        data=b"only this",
+        content_type="text/plain",
+        # As a client gone midway leaves it, with no front door to have read the body first.
+        CONTENT_LENGTH="100",
+        **{"wsgi.input": io.BytesIO(b"only this")},
+    )
+    assert "ended after 9 of the 100 bytes" in json_error(response, 400)["detail"]
+    assert Attachment.objects.count() == 0
