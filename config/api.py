@@ -111,9 +111,13 @@ def _document_errors(schema: dict) -> None:
                 errors |= ERRORS_OF_INPUT
             if "requestBody" in operation:
                 errors |= ERRORS_OF_BODY
-            responses = operation.setdefault("responses", {})
+            # ninja keys the statuses an operation declares by int: as text, one key per status,
+            # and what an operation says of its own errors wins over the common words.
+            responses = {str(status): answer for status, answer in operation["responses"].items()}
+            operation["responses"] = responses
             for status, description in errors.items():
-                responses.setdefault(status, {"description": description, "content": body})
+                responses.setdefault(status, {"description": description})
+                responses[status].setdefault("content", body)
 
 
 def _docs_access(view):

@@ -5,9 +5,12 @@ Three ways, by where the file is and what is in front of the app:
   sends the file from its internal location (sendfile, Range, If-Range), with the ETag and the
   safety headers it sets there (server/templates/server/nginx.conf): the app holds no thread
   while the bytes go out;
-- on S3 (FILES_URL): a redirect to a URL signed for SIGNED_URL_SECONDS, whose answer carries the
-  same Content-Type and Content-Disposition (the response-* parameters of a presigned GET). The
-  bytes come from the bucket's own origin, never the site's, and S3 serves Range itself;
+- on S3 (FILES_URL): streamed from the bucket through the app, a chunk at a time, the Range asked
+  passed on to the bucket, with the same headers as from the disk. Not a redirect to a signed
+  URL: such an answer cannot carry `Content-Security-Policy` or `nosniff` (only the
+  `response-*` headers a presigned GET may override), and SeaweedFS, the S3 the tests run,
+  refuses those overrides' signatures. Behind the front door the app's thread is held only until
+  nginx has buffered the answer, not for as long as a slow client reads;
 - otherwise (WEB_FRONT=none, runserver): the app streams the file in chunks (FileResponse).
 
 Every answer is an attachment, never shown inline, and one a browser will not run even if
@@ -15,23 +18,27 @@ opened: `X-Content-Type-Options: nosniff` and `Content-Security-Policy: sandbox`
 origin: no script, no cookies, no storage of the site's). Its ETag is the file's sha256.
 """
 
+import json
 import re
 import unicodedata
+from collections.abc import Iterator
 
+from botocore.exceptions import ClientError
 from django.conf import settings
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header
 
 from .selectors import file_local_path
 from .services import file_open
-from .storage import protected_storage
+from .storage import ProtectedS3Storage, protected_storage
 
 # Set by the front door on every request it passes to the app (nginx_proxy_headers.conf), to
 # where its internal location serves the store; a client cannot set it through the front.
 FRONT_LOCATION_HEADER = "HTTP_X_PROTECTED_FILES_LOCATION"
-# Long enough for the redirect to be followed, short enough that a leaked URL is soon useless.
-SIGNED_URL_SECONDS = 60
+CHUNK_BYTES = 1 << 20
+RANGE_NOT_SATISFIABLE = "The range asked for is outside the file; its size is in Content-Range."
 # Filesystems take names of 255 bytes; and the header must fit the front's buffer for the app's
 # answer head (a page, 4 KiB), which 255 bytes do even percent-encoded.
 SERVED_NAME_MAX_BYTES = 255
@@ -67,8 +74,8 @@ def download_headers(*, filename: str) -> dict[str, str]:
 
 
 def download_response(
-    request: HttpRequest, *, name: str, sha256: str, filename: str, content_type: str
-) -> HttpResponse:
+    request: HttpRequest, *, name: str, sha256: str, size: int, filename: str, content_type: str
+) -> HttpResponseBase:
     """Send the stored file `name` as an attachment called `filename`."""
     headers = download_headers(filename=filename)
     etag = f'"{sha256}"'
@@ -76,16 +83,16 @@ def download_response(
     if answered is not None:
         _set(answered, {"ETag": etag, **SAFE_HEADERS})
         return answered
-    path = file_local_path(name)
-    if path is None:
-        return _signed_redirect(name, headers, content_type)
+    storage = protected_storage()
+    if file_local_path(name) is None and isinstance(storage, ProtectedS3Storage):
+        return _from_bucket(request, storage, name, etag, size, content_type, headers)
     front = request.META.get(FRONT_LOCATION_HEADER)
     if front and settings.WEB_FRONT == "nginx":
         # nginx keeps Content-Type, Content-Disposition and Cache-Control from this answer,
         # and sets the rest itself in its internal location.
-        answer = HttpResponse(content_type=content_type, headers=headers)
-        answer["X-Accel-Redirect"] = front.rstrip("/") + "/" + name
-        return answer
+        sent_by_front = HttpResponse(content_type=content_type, headers=headers)
+        sent_by_front["X-Accel-Redirect"] = front.rstrip("/") + "/" + name
+        return sent_by_front
     answer = FileResponse(
         file_open(name),
         as_attachment=True,
@@ -96,21 +103,52 @@ def download_response(
     return answer
 
 
-def _signed_redirect(name: str, headers: dict[str, str], content_type: str) -> HttpResponse:
-    url = protected_storage().url(
-        name,
-        parameters={
-            "ResponseContentType": content_type,
-            "ResponseContentDisposition": headers["Content-Disposition"],
-            "ResponseCacheControl": "private, no-store",
-        },
-        expire=SIGNED_URL_SECONDS,
+def _from_bucket(
+    request: HttpRequest,
+    storage: ProtectedS3Storage,
+    name: str,
+    etag: str,
+    size: int,
+    content_type: str,
+    headers: dict[str, str],
+) -> HttpResponseBase:
+    # The object's key, FILES_URL's prefix included, as django-storages makes it.
+    asked = {"Bucket": storage.bucket_name, "Key": storage._normalize_name(name)}
+    wanted = request.headers.get("Range")
+    if wanted and request.headers.get("If-Range", etag) == etag:  # else: a changed file, whole
+        asked["Range"] = wanted  # parsed by the bucket, which answers 206 or InvalidRange
+    try:
+        got = storage.connection.meta.client.get_object(**asked)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "InvalidRange":
+            raise
+        refused = HttpResponse(
+            json.dumps({"detail": RANGE_NOT_SATISFIABLE}),
+            status=416,
+            content_type="application/json",
+            headers=SAFE_HEADERS,
+        )
+        refused["Content-Range"] = f"bytes */{size}"
+        return refused
+    answer = StreamingHttpResponse(
+        _chunks(got["Body"]),
+        status=206 if got.get("ContentRange") else 200,
+        content_type=content_type,
+        headers={**headers, "ETag": etag, "Accept-Ranges": "bytes"},
     )
-    answer = HttpResponseRedirect(url)
-    _set(answer, {**SAFE_HEADERS, "Cache-Control": "no-store"})
+    answer["Content-Length"] = str(got["ContentLength"])
+    if got.get("ContentRange"):
+        answer["Content-Range"] = got["ContentRange"]
     return answer
 
 
-def _set(answer: HttpResponse, headers: dict[str, str]) -> None:
+def _chunks(body) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(CHUNK_BYTES)
+    finally:
+        body.close()
+
+
+def _set(answer: HttpResponseBase, headers: dict[str, str]) -> None:
     for header, value in headers.items():
         answer[header] = value

@@ -138,7 +138,15 @@ def _declared_length(request) -> int:
     "/{note_id}/attachments",
     response={201: AttachmentOut, 413: ErrorOut, 415: ErrorOut, 507: ErrorOut},
     openapi_extra={
-        "responses": {413: {"description": _too_large}, 507: _storage_full},
+        "responses": {
+            400: {"description": "`Content-Length` is not a number, or the body was shorter."},
+            413: {"description": _too_large},
+            415: {
+                "description": "A form (`multipart/form-data`): send the file itself; or a "
+                "`Content-Type` that is not a media type."
+            },
+            507: _storage_full,
+        },
         # The body is the file, streamed to the store as it is read, not parsed by ninja.
         "requestBody": {
             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
@@ -167,6 +175,8 @@ def upload_attachment(
         stored = attachments.attachment_receive(stream=request, size=size)
     except attachments.AttachmentRefused as refused:
         raise HttpError(413, str(refused)) from None
+    except attachments.BodyIncomplete as incomplete:
+        raise HttpError(400, str(incomplete)) from None
     # What makes a retry the same request: the note, the name, the type and the content.
     fingerprint = idempotency_services.fingerprint_hasher(
         method=request.method,
@@ -224,11 +234,11 @@ _download = {
 
 @attachments_router.get(
     "/{note_id}/attachments/{attachment_id}/content",
-    response={200: None, 302: None, 304: None},
+    response={200: None, 206: None, 304: None, 416: ErrorOut},
     openapi_extra={
         "responses": {
             200: _download,
-            302: {"description": "On S3: to a URL signed for a minute, with the same headers."},
+            206: {"description": "The part of the file that `Range` asks for."},
             304: {"description": "`If-None-Match` names the file's ETag."},
         }
     },
@@ -239,6 +249,7 @@ def download_attachment(request, note_id: DatabaseId, attachment_id: DatabaseId)
         request,
         name=attachment.file.name,
         sha256=attachment.sha256,
+        size=attachment.size,
         filename=attachment.name,
         content_type=attachment.content_type,
     )

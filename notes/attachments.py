@@ -55,9 +55,23 @@ def attachment_check_room(*, owner: User, size: int) -> None:
         raise AttachmentRefused(_over_quota(size, left))
 
 
+class BodyIncomplete(Exception):
+    """The body ended before its declared length; no row names what was read."""
+
+
 def attachment_receive(*, stream: BinaryIO, size: int) -> StoredFile:
-    """The body's bytes, stored (at most `size`, its declared length, as a WSGI body is)."""
-    return file_store(stream=stream, max_bytes=min(size, setting("ATTACHMENT_MAX_BYTES")))
+    """The body's bytes, stored (at most `size`, its declared length, as a WSGI body is).
+
+    A body cut short (a client gone midway, with no front door to have read it whole first) is
+    BodyIncomplete: its bytes are stored but never named, and the housekeeping removes them.
+    """
+    stored = file_store(stream=stream, max_bytes=min(size, setting("ATTACHMENT_MAX_BYTES")))
+    if stored.size != size:
+        raise BodyIncomplete(
+            f"The body ended after {stored.size} of the {size} bytes its Content-Length "
+            "declared; nothing was attached."
+        )
+    return stored
 
 
 def attachment_create(

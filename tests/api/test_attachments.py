@@ -2,6 +2,7 @@
 each the owner's only; the limits, each a JSON error with no row and no file left behind."""
 
 import hashlib
+import io
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from filestore.downloads import served_name
 from notes.models import Attachment
 from server.front_door import LargeBody, large_bodies
+from tests.support.attachments import stored_files
 from tests.support.errors import json_error
 
 pytestmark = pytest.mark.django_db
@@ -28,17 +30,6 @@ def store(settings, tmp_path) -> Path:
     }
     settings.PROTECTED_FILES_ARCHIVE_DIR = tmp_path / "archive"
     return tmp_path / "files"
-
-
-def stored_files(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    # Everything but the store's lock file: partial uploads included.
-    return sorted(
-        str(path.relative_to(folder))
-        for path in folder.rglob("*")
-        if path.is_file() and path.name != ".lock"
-    )
 
 
 @pytest.fixture
@@ -263,4 +254,41 @@ def test_every_status_is_in_the_schema(api):
     download = paths["/api/v1/notes/{note_id}/attachments/{attachment_id}/content"]["get"]
     assert {"201", "401", "404", "413", "415", "422", "507"} <= set(upload_responses)
     assert "Retry-After" in upload_responses["507"]["headers"]
-    assert {"200", "302", "304", "401", "404"} <= set(download["responses"])
+    assert {"200", "206", "304", "401", "404"} <= set(download["responses"])
+
+
+def test_the_notes_admin_page_shows_attachments_with_a_download_link(
+    api, note_id, make_user, client, user, client_for
+):
+    made = upload(api, note_id, name="<b>bold</b>.pdf").json()
+    staff = make_user("staff", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+
+    page = client.get(f"/admin/notes/note/{note_id}/change/")
+    link = f"/admin/notes/note/{note_id}/attachments/{made['id']}/"
+    download = client.get(link)
+    client.force_login(make_user("not-staff"))
+    refused = client.get(link)
+
+    assert page.status_code == 200
+    assert b"&lt;b&gt;bold&lt;/b&gt;.pdf" in page.content and b"<b>bold" not in page.content
+    assert made["sha256"].encode() in page.content and link.encode() in page.content
+    assert b'name="attachments-0-name"' not in page.content, "read-only"
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == CONTENT
+    assert download["Content-Disposition"] == 'attachment; filename="<b>bold<_b>.pdf"'
+    assert refused.status_code == 302, "to the admin's login"
+
+
+def test_a_body_shorter_than_its_length_is_a_400_and_names_nothing(api, note_id):
+    response = api.generic(
+        "POST",
+        f"/api/v1/notes/{note_id}/attachments?name=short",
+        data=b"only this",
+        content_type="text/plain",
+        # As a client gone midway leaves it, with no front door to have read the body first.
+        CONTENT_LENGTH="100",
+        **{"wsgi.input": io.BytesIO(b"only this")},
+    )
+    assert "ended after 9 of the 100 bytes" in json_error(response, 400)["detail"]
+    assert Attachment.objects.count() == 0

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.support.attachments import download, make_note, upload
 from tests.support.container_http import Browser, form_errors
+from tests.support.file_drills import download, make_note, upload_acked
 
 pytestmark = pytest.mark.containers
 
@@ -204,7 +204,7 @@ def test_a_lost_db_volume_comes_back_with_restore(stack, container_results):
     titles = write_notes(stack, token, "kept by the archive", 20)
     note = make_note(stack.port, token)
     content = os.urandom(100_000)
-    attached = upload(stack.port, token, note, content, "kept.bin")
+    attached = upload_acked(stack.port, token, note, content, "kept.bin")
     wait_until_archived(stack)
     before_the_loss = datetime.now(UTC).isoformat()
 

@@ -1,91 +1,97 @@
-"""Attachments over real HTTP, for the drills with files: upload, delete, download, and what a
-(stopped) data folder and store hold."""
+"""Attachments over a real socket: uploads from a stream (never whole in memory), downloads read
+in chunks, and the files a store holds."""
 
+import contextlib
 import hashlib
 import http.client
 import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
-from pgembedded.postgres import EmbeddedPostgres
+CHUNK = 1 << 20
 
 
-def call(port: int, method: str, path: str, token: str, body: bytes = b"", **headers: str):
-    """(status, body bytes); raises OSError when the server is not there."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes = b""
+    size: int = 0  # bytes read, when the body was only counted
+    sha256: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def zeros(size: int) -> Iterator[bytes]:
+    """`size` bytes, generated a chunk at a time."""
+    block = bytes(CHUNK)
+    for start in range(0, size, CHUNK):
+        yield block[: min(CHUNK, size - start)]
+
+
+def upload(
+    port: int,
+    token: str,
+    note_id: int,
+    body: bytes | Iterable[bytes],
+    *,
+    name: str = "file.bin",
+    size: int | None = None,
+    content_type: str = "application/octet-stream",
+    headers: dict | None = None,
+    timeout: float = 30,
+) -> Answer:
+    length = len(body) if isinstance(body, bytes) else size
+    sent = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": content_type,
+        "Content-Length": str(length),
+        **(headers or {}),
+    }
+    path = f"/api/v1/notes/{note_id}/attachments?name={quote(name, safe='')}"
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request(
-            method, path, body=body, headers={"Authorization": f"Bearer {token}", **headers}
-        )
-        response = connection.getresponse()
-        return response.status, response.read()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request(
+                "POST", path, body=body, headers=sent
+            )  # refused: the answer says why
+        answer = connection.getresponse()
+        return Answer(answer.status, answer.headers, answer.read())
     finally:
         connection.close()
 
 
-def make_note(port: int, token: str, title: str = "with files") -> int:
-    status, body = call(
-        port,
-        "POST",
-        "/api/v1/notes",
-        token,
-        json.dumps({"title": title}).encode(),
-        **{"Content-Type": "application/json"},
-    )
-    assert status == 201, body
-    return json.loads(body)["id"]
-
-
-def upload(port: int, token: str, note_id: int, content: bytes, name: str) -> dict:
-    """The 201's body; AssertionError on any other answer."""
-    status, body = call(
-        port,
-        "POST",
-        f"/api/v1/notes/{note_id}/attachments?name={name}",
-        token,
-        content,
-        **{"Content-Type": "application/octet-stream"},
-    )
-    assert status == 201, (status, body[:300])
-    return json.loads(body)
-
-
-def delete(port: int, token: str, note_id: int, attachment_id: int) -> None:
-    status, body = call(
-        port, "DELETE", f"/api/v1/notes/{note_id}/attachments/{attachment_id}", token
-    )
-    assert status == 204, (status, body[:300])
-
-
-def download(port: int, token: str, note_id: int, attachment_id: int) -> bytes:
-    path = f"/api/v1/notes/{note_id}/attachments/{attachment_id}/content"
-    status, body = call(port, "GET", path, token)
-    assert status == 200, (status, body[:300])
-    return body
-
-
-def stored_name(content: bytes) -> str:
-    digest = hashlib.sha256(content).hexdigest()
-    return f"{digest[:2]}/{digest}"
-
-
-def store_files(store: Path) -> set[str]:
-    """The names of the files in a local store (upload leftovers aside)."""
-    if not store.is_dir():
-        return set()
-    return {
-        f"{path.parent.name}/{path.name}"
-        for path in store.glob("??/*")
-        if path.is_file() and len(path.name) == 64
-    }
-
-
-def attachment_rows(data_dir: Path) -> set[str]:
-    """The stored names the attachment rows of the (stopped) data folder name."""
-    server = EmbeddedPostgres(data_dir)
-    server.ensure_running()
+def get(
+    port: int, path: str, token: str | None = None, *, headers: dict | None = None,
+    count_only: bool = False, timeout: float = 30,
+) -> Answer:  # fmt: skip
+    """GET `path`; with `count_only`, the body is hashed and counted as it comes, not kept."""
+    sent = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        with server.connect() as connection:
-            rows = connection.execute("SELECT file FROM notes_attachment").fetchall()
+        connection.request("GET", path, headers=sent)
+        answer = connection.getresponse()
+        if not count_only:
+            return Answer(answer.status, answer.headers, answer.read())
+        digest, size = hashlib.sha256(), 0
+        while chunk := answer.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+        return Answer(answer.status, answer.headers, size=size, sha256=digest.hexdigest())
     finally:
-        server.leave()
-    return {name for (name,) in rows}
+        connection.close()
+
+
+def stored_files(folder: Path) -> list[str]:
+    """What a store holds, partial uploads included (its lock file aside)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        str(path.relative_to(folder))
+        for path in folder.rglob("*")
+        if path.is_file() and path.name != ".lock"
+    )

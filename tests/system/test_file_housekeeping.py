@@ -7,13 +7,13 @@ store only: the archive keeps every copy, and the files rows name are untouched.
 import os
 import socket
 
-from tests.support.attachments import (
+from tests.support.file_drills import (
     attachment_rows,
     delete,
     make_note,
     store_files,
     stored_name,
-    upload,
+    upload_acked,
 )
 from tests.support.pitr import power_cut, wait_for_base_backup, wait_until
 from tests.support.processes import Server
@@ -40,8 +40,8 @@ def test_a_crash_mid_upload_leaves_no_row_and_the_housekeeping_removes_the_parti
         token = server.token()
         note = make_note(server.port, token)
         kept, deleted = os.urandom(50_000), os.urandom(50_000)
-        upload(server.port, token, note, kept, "kept.bin")
-        gone = upload(server.port, token, note, deleted, "deleted.bin")
+        upload_acked(server.port, token, note, kept, "kept.bin")
+        gone = upload_acked(server.port, token, note, deleted, "deleted.bin")
         delete(server.port, token, note, gone["id"])
 
         # Half a body, then nothing: the app is streaming it into the store when the power goes.

@@ -10,14 +10,14 @@ import shutil
 import time
 from datetime import UTC, datetime
 
-from tests.support.attachments import (
+from tests.support.file_drills import (
     attachment_rows,
     delete,
     download,
     make_note,
     store_files,
     stored_name,
-    upload,
+    upload_acked,
 )
 from tests.support.pitr import lose_folder, power_cut, wait_for_base_backup, wait_until
 from tests.support.processes import Server, manage
@@ -53,12 +53,12 @@ def test_files_come_back_with_the_rows_that_name_them(tmp_path, servers):
     a_bytes, b_bytes = os.urandom(300_000), os.urandom(200_000)
     a, b = stored_name(a_bytes), stored_name(b_bytes)
 
-    first = upload(server.port, token, note, a_bytes, "a.bin")
+    first = upload_acked(server.port, token, note, a_bytes, "a.bin")
     wait_until(lambda: archived_everything(server), "A's row in the archive", timeout=10)
     moment = time.time()
     wait_until(lambda: time.time() > moment + 0.05, "a moment after T")
     delete(server.port, token, note, first["id"])
-    upload(server.port, token, note, b_bytes, "b.bin")
+    upload_acked(server.port, token, note, b_bytes, "b.bin")
     wait_until(lambda: archived_everything(server), "B's row in the archive", timeout=10)
     power_cut(server, data_dir)
     lose_folder(data_dir / "postgres")

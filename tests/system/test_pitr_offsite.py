@@ -15,7 +15,7 @@ import pytest
 
 from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
-from tests.support.attachments import delete, make_note, store_files, stored_name, upload
+from tests.support.file_drills import delete, make_note, store_files, stored_name, upload_acked
 from tests.support.pitr import Writers, lose_folder, power_cut, stored_titles, wait_until
 from tests.support.processes import Server, manage
 from tests.support.seaweedfs import running_store
@@ -53,14 +53,14 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
         writers = Writers(server, token, count=3)
         note = make_note(server.port, token)
         files = {name: os.urandom(100_000) for name in ("a", "b", "c")}
-        a = upload(server.port, token, note, files["a"], "a.bin")
+        a = upload_acked(server.port, token, note, files["a"], "a.bin")
         time.sleep(1.5)
         store.stop()  # the outage: writes go on, the WAL and the files wait on the local disk
-        upload(server.port, token, note, files["c"], "c.bin")
+        upload_acked(server.port, token, note, files["c"], "c.bin")
         time.sleep(1.5)
         moment = time.time()
         delete(server.port, token, note, a["id"])
-        upload(server.port, token, note, files["b"], "b.bin")
+        upload_acked(server.port, token, note, files["b"], "b.bin")
         time.sleep(1.5)
         store.start()
         time.sleep(1.0)
