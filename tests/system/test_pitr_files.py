@@ -1,8 +1,8 @@
 """Point-in-time restore with files, for real: attachments uploaded and deleted over HTTP while
 `serve` protects the data; after a power cut and the loss of the data folder AND the file store,
 `restore --to T` brings back the files the rows of T name, byte for byte, and only those, and
-`restore --latest` those of the end. A file missing or damaged in the archive is one clear error
-and changes nothing; `backup --verify-restore` checks the files too.
+`restore --latest` those of the end. A file missing in the archive is one clear error and
+changes nothing; `backup --verify-restore` checks the files too, and fails on a damaged copy.
 """
 
 import os
@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from tests.support.file_drills import (
     attachment_rows,
     delete,
-    download,
     make_note,
     store_files,
     stored_name,
@@ -84,19 +83,12 @@ def test_files_come_back_with_the_rows_that_name_them(tmp_path, servers):
     assert store_files(store) == {b} and (store / b).read_bytes() == b_bytes
     assert (archive / a).read_bytes() == a_bytes, "the archive keeps A: a restore may name it"
 
-    # Served again: B downloads whole, and the restore drill checks the files as well: a damaged
-    # archive copy fails it.
-    server = Server(data_dir, shipped=True, BACKUP_DIR="")
-    servers.append(server)
-    status, page = server.request("GET", f"/api/v1/notes/{note}/attachments", token=token)
-    assert status == 200 and [item["sha256"] for item in page["items"]] == [b.split("/")[1]]
-    assert download(server.port, token, note, page["items"][0]["id"]) == b_bytes
-    wait_until(lambda: len(list((data_dir / "backups" / "base").glob("*.json"))) >= 2, "new base")
+    # The restore drill checks the files as well: B, intact in the archive; damaged, it fails.
     drill = manage(data_dir, "backup", "--verify-restore", BACKUP_DIR="")
     assert drill.returncode == 0, drill.stdout + drill.stderr
     assert "1 files they name, each intact" in drill.stdout
+    (archive / b).chmod(0o600)
     with open(archive / b, "r+b") as copy:
         copy.write(b"\0")
     drill = manage(data_dir, "backup", "--verify-restore", BACKUP_DIR="")
     assert drill.returncode == 1 and b in drill.stderr, drill.stdout + drill.stderr
-    assert server.stop() == 0
