@@ -9,6 +9,7 @@ the store as it is, in the local archive, or off-site. Once the data folder is i
 store is made to hold exactly those files.
 """
 
+import logging
 import os
 import shutil
 import time
@@ -19,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from django.db import close_old_connections
 from psycopg import sql
 
 from backups.continuous.archive import Archive
@@ -30,6 +32,7 @@ from filestore.names import sha256_of_name
 from filestore.selectors import file_names_in_use, protected_file_fields
 from filestore.storage import ProtectedFileSystemStorage, protected_storage
 
+logger = logging.getLogger("backups")
 SHIPPED = "SHIPPED"  # in the file archive: the names copied off-site, one a line
 RESTORING = "restoring"  # in the store's upload folder: files fetched from off-site for a restore
 
@@ -323,10 +326,11 @@ def drill_check(archive: FileArchive, offsite: OffSiteFiles | None):
 
 
 class FileProtection:
-    """`protect`'s part for files, each check (about a second): archive what the store holds
-    and the archive lacks (every few seconds), copy new archive files off-site, and every
+    """`protect`'s part for files, in a thread of its own, every second: archive what the store
+    holds and the archive lacks (every few seconds), copy new archive files off-site, and every
     PRUNE_SECONDS record which files no row names and prune those no restorable point names."""
 
+    CHECK_SECONDS = 1.0
     ARCHIVE_SECONDS = 10.0
     PRUNE_SECONDS = 60.0
     RETRY_SECONDS = 5.0  # after a failed off-site copy (the store down): the WAL's turn first
@@ -334,6 +338,15 @@ class FileProtection:
     def __init__(self, *, archive: FileArchive, offsite: OffSiteFiles | None, oldest_point):
         self.archive, self.offsite, self.oldest_point = archive, offsite, oldest_point
         self._next_archive = self._next_prune = self._next_offsite = 0.0
+
+    def run(self, stopping, record_error) -> None:
+        while not stopping.wait(self.CHECK_SECONDS):
+            try:
+                self.tick(record_error)
+            except Exception as error:  # never let the bookkeeping end the protection
+                logger.warning("File protection bookkeeping failed: %s", error)
+            finally:
+                close_old_connections()
 
     def tick(self, record_error) -> None:
         if time.time() >= self._next_archive:

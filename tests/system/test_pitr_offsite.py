@@ -54,7 +54,13 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
         note = make_note(server.port, token)
         files = {name: os.urandom(100_000) for name in ("a", "b", "c")}
         a = upload_acked(server.port, token, note, files["a"], "a.bin")
-        time.sleep(1.5)
+        acked = time.monotonic()
+        key = f"app/keepnotes/files/{stored_name(files['a'])}"
+        wait_until(lambda: key in store.keys(BUCKET), "A off-site", timeout=10)
+        print(
+            f"\noff-site: a file reached the bucket {time.monotonic() - acked:.2f} s after its 201"
+        )
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - acked)))
         store.stop()  # the outage: writes go on, the WAL and the files wait on the local disk
         upload_acked(server.port, token, note, files["c"], "c.bin")
         time.sleep(1.5)
