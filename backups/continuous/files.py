@@ -28,7 +28,7 @@ from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
 from filestore.archive import FileArchive
 from filestore.durable import copy_file, file_sha256, make_folder
-from filestore.names import sha256_of_name
+from filestore.names import is_name, sha256_of_name
 from filestore.selectors import file_names_in_use, protected_file_fields
 from filestore.storage import ProtectedFileSystemStorage, protected_storage
 
@@ -74,8 +74,8 @@ class OffSiteFiles:
 
     @cached_property
     def _client(self):
-        """One client, with short timeouts and one retry: `protect`'s loop waits on it, and
-        the files wait on the local disk until the next try."""
+        """One client, with short timeouts and one retry: the files' thread waits on it, and the
+        files wait on the local disk until the next try."""
         import boto3
         from botocore.config import Config
 
@@ -170,6 +170,8 @@ class FilesRestore:
 
     def _find(self, name: str) -> Path | bool | None:
         """Where an intact copy is: None (the store has it), a path, or False (nowhere)."""
+        if not is_name(name):
+            return False  # a row naming something no store can hold: reported as missing
         storage = protected_storage()
         if not self.use_store:
             pass
