@@ -130,6 +130,16 @@ def offsite_files(offsite: OffSite | None) -> OffSiteFiles | None:
 # -- restoring -------------------------------------------------------------------------------------
 
 
+def in_store(name: str) -> bool:
+    """Whether the store holds `name` intact (in a bucket: holds it; a bucket acknowledged it
+    whole, and reading it all back here would cost more than it tells)."""
+    storage = protected_storage()
+    if isinstance(storage, ProtectedFileSystemStorage):
+        current = storage.local_path(name)
+        return current.is_file() and file_sha256(current) == sha256_of_name(name)
+    return storage.exists(name)
+
+
 @dataclass
 class FilesRestore:
     """Finds every file the restored rows name, then puts exactly those in the store."""
@@ -148,6 +158,7 @@ class FilesRestore:
             self.check_names(names_in(connection))
 
     def check_names(self, names: Iterable[str]) -> None:
+        self.discard()  # what an earlier, failed restore fetched
         self.found, missing = {}, []
         for name in sorted(names):
             where = self._find(name)
@@ -172,15 +183,8 @@ class FilesRestore:
         """Where an intact copy is: None (the store has it), a path, or False (nowhere)."""
         if not is_name(name):
             return False  # a row naming something no store can hold: reported as missing
-        storage = protected_storage()
-        if not self.use_store:
-            pass
-        elif isinstance(storage, ProtectedFileSystemStorage):
-            current = storage.local_path(name)
-            if current.is_file() and file_sha256(current) == sha256_of_name(name):
-                return None
-        elif storage.exists(name):
-            return None  # a bucket acknowledged it whole; reading it back here would cost more
+        if self.use_store and in_store(name):
+            return None
         if self.archive.has(name) and self.archive.intact(name):
             return self.archive.path(name)
         if self.offsite is not None:
