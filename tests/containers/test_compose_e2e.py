@@ -156,8 +156,9 @@ def test_the_backup_service_streams_the_wal_and_takes_base_backups(stack, contai
     container_results["up_to_backup_healthy_seconds"] = round(time.monotonic() - started, 1)
     backup = stack.inspect("backup")
     assert backup["Config"]["Cmd"] == ["python", "manage.py", "protect"]
-    assert [(m["Name"], m["Destination"]) for m in backup["Mounts"]] == [
-        (stack.backups_volume, "/backups")
+    assert sorted((m["Name"], m["Destination"], m["RW"]) for m in backup["Mounts"]) == [
+        (stack.backups_volume, "/backups", True),
+        (stack.media_volume, "/media", False),  # it reads the files, to archive and ship them
     ]
     assert stack.exec("backup", "id", "-u").strip() == "10001"
     bases = stack.exec("backup", "sh", "-c", "ls /backups/base/*.json").split()

@@ -29,6 +29,11 @@ def store(tmp_path):
         yield store
 
 
+def files_waiting(server) -> int | None:
+    _, body = server.request("GET", "/readyz")
+    return body["archive"]["offsite_waiting_files"]
+
+
 def all_shipped(data_dir) -> bool:
     [chain] = (data_dir / "backups" / "wal").iterdir()
     complete = {path.name for path in chain.iterdir() if re.fullmatch(r"[0-9A-F]{24}", path.name)}
@@ -64,6 +69,8 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
         store.stop()  # the outage: writes go on, the WAL and the files wait on the local disk
         upload_acked(server.port, token, note, files["c"], "c.bin")
         time.sleep(1.5)
+        # /readyz counts it as waiting for the store (so do `status` and the metrics).
+        assert files_waiting(server) == 1
         moment = time.time()
         delete(server.port, token, note, a["id"])
         upload_acked(server.port, token, note, files["b"], "b.bin")
