@@ -9,14 +9,18 @@ the store as it is, in the local archive, or off-site. Once the data folder is i
 store is made to hold exactly those files.
 """
 
+import logging
+import os
 import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from django.db import close_old_connections
 from psycopg import sql
 
 from backups.continuous.archive import Archive
@@ -24,10 +28,11 @@ from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
 from filestore.archive import FileArchive
 from filestore.durable import copy_file, file_sha256, make_folder
-from filestore.names import sha256_of_name
+from filestore.names import is_name, sha256_of_name
 from filestore.selectors import file_names_in_use, protected_file_fields
 from filestore.storage import ProtectedFileSystemStorage, protected_storage
 
+logger = logging.getLogger("backups")
 SHIPPED = "SHIPPED"  # in the file archive: the names copied off-site, one a line
 RESTORING = "restoring"  # in the store's upload folder: files fetched from off-site for a restore
 
@@ -67,8 +72,12 @@ class OffSiteFiles:
 
     offsite: OffSite
 
+    @cached_property
     def _client(self):
+        """One client, with short timeouts and one retry: the files' thread waits on it, and the
+        files wait on the local disk until the next try."""
         import boto3
+        from botocore.config import Config
 
         environment = self.offsite.environment()
         return boto3.client(
@@ -77,6 +86,7 @@ class OffSiteFiles:
             region_name=environment.get("AWS_DEFAULT_REGION"),
             aws_access_key_id=environment.get("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key=environment.get("AWS_SECRET_ACCESS_KEY"),
+            config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2}),
         )
 
     def _where(self, name: str) -> tuple[str, str]:
@@ -92,7 +102,7 @@ class OffSiteFiles:
     def upload(self, path: Path, name: str) -> None:
         bucket, key = self._where(name)
         try:
-            self._client().upload_file(str(path), bucket, key)
+            self._client.upload_file(str(path), bucket, key)
         except Exception as error:  # boto3's and botocore's errors share no base worth naming
             raise BackupError(f"copying {name} to {self.describe()} failed: {error}") from None
 
@@ -103,7 +113,7 @@ class OffSiteFiles:
         bucket, key = self._where(name)
         make_folder(destination.parent)
         try:
-            self._client().download_file(bucket, key, str(destination))
+            self._client.download_file(bucket, key, str(destination))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
@@ -118,6 +128,16 @@ def offsite_files(offsite: OffSite | None) -> OffSiteFiles | None:
 
 
 # -- restoring -------------------------------------------------------------------------------------
+
+
+def in_store(name: str) -> bool:
+    """Whether the store holds `name` intact (in a bucket: holds it; a bucket acknowledged it
+    whole, and reading it all back here would cost more than it tells)."""
+    storage = protected_storage()
+    if isinstance(storage, ProtectedFileSystemStorage):
+        current = storage.local_path(name)
+        return current.is_file() and file_sha256(current) == sha256_of_name(name)
+    return storage.exists(name)
 
 
 @dataclass
@@ -138,6 +158,7 @@ class FilesRestore:
             self.check_names(names_in(connection))
 
     def check_names(self, names: Iterable[str]) -> None:
+        self.discard()  # what an earlier, failed restore fetched
         self.found, missing = {}, []
         for name in sorted(names):
             where = self._find(name)
@@ -160,15 +181,10 @@ class FilesRestore:
 
     def _find(self, name: str) -> Path | bool | None:
         """Where an intact copy is: None (the store has it), a path, or False (nowhere)."""
-        storage = protected_storage()
-        if not self.use_store:
-            pass
-        elif isinstance(storage, ProtectedFileSystemStorage):
-            current = storage.local_path(name)
-            if current.is_file() and file_sha256(current) == sha256_of_name(name):
-                return None
-        elif storage.exists(name):
-            return None  # a bucket acknowledged it whole; reading it back here would cost more
+        if not is_name(name):
+            return False  # a row naming something no store can hold: reported as missing
+        if self.use_store and in_store(name):
+            return None
         if self.archive.has(name) and self.archive.intact(name):
             return self.archive.path(name)
         if self.offsite is not None:
@@ -209,10 +225,24 @@ class FilesRestore:
         # (In a bucket, the files no row names are left to the orphan sweep, which keeps them
         # for the retention: there the bucket is the archive.)
         self.discard()
+        if isinstance(storage, ProtectedFileSystemStorage):
+            give_to_owner(Path(storage.location))
         return copied, removed
 
     def discard(self) -> None:
         shutil.rmtree(self._restoring_dir(), ignore_errors=True)
+
+
+def give_to_owner(root: Path) -> None:
+    """Run as root (compose's `restore` service), make what the restore wrote in the store its
+    owner's again (the app user's), or the app could neither read nor sweep it."""
+    if os.geteuid() != 0 or not root.is_dir():
+        return
+    owner = root.stat()
+    for path in [root, *root.rglob("*")]:
+        status = path.lstat()
+        if (status.st_uid, status.st_gid) != (owner.st_uid, owner.st_gid):
+            os.lchown(path, owner.st_uid, owner.st_gid)
 
 
 # -- protection: off-site copies and retention ---------------------------------------------------
@@ -254,11 +284,15 @@ def archive_from_store(archive: FileArchive) -> int:
         return 0
     count = 0
     for name, _ in storage.stored_names():
-        if not archive.has(name):
-            path = storage.local_path(name)
+        if archive.has(name):
+            continue
+        path = storage.local_path(name)
+        try:
             if file_sha256(path) == sha256_of_name(name):
                 archive.put(source=path, name=name)
                 count += 1
+        except FileNotFoundError:
+            continue  # swept meanwhile: no row named it
     return count
 
 
@@ -298,25 +332,37 @@ def drill_check(archive: FileArchive, offsite: OffSiteFiles | None):
 
 
 class FileProtection:
-    """`protect`'s part for files, each check (about a second): archive what the store holds
-    and the archive lacks (every few seconds), copy new archive files off-site, and every
+    """`protect`'s part for files, in a thread of its own, every second: archive what the store
+    holds and the archive lacks (every few seconds), copy new archive files off-site, and every
     PRUNE_SECONDS record which files no row names and prune those no restorable point names."""
 
+    CHECK_SECONDS = 1.0
     ARCHIVE_SECONDS = 10.0
     PRUNE_SECONDS = 60.0
+    RETRY_SECONDS = 5.0  # after a failed off-site copy (the store down): the WAL's turn first
 
     def __init__(self, *, archive: FileArchive, offsite: OffSiteFiles | None, oldest_point):
         self.archive, self.offsite, self.oldest_point = archive, offsite, oldest_point
-        self._next_archive = self._next_prune = 0.0
+        self._next_archive = self._next_prune = self._next_offsite = 0.0
+
+    def run(self, stopping, record_error) -> None:
+        while not stopping.wait(self.CHECK_SECONDS):
+            try:
+                self.tick(record_error)
+            except Exception as error:  # never let the bookkeeping end the protection
+                logger.warning("File protection bookkeeping failed: %s", error)
+            finally:
+                close_old_connections()
 
     def tick(self, record_error) -> None:
         if time.time() >= self._next_archive:
             self._next_archive = time.time() + self.ARCHIVE_SECONDS
             archive_from_store(self.archive)
-        if self.offsite is not None:
+        if self.offsite is not None and time.time() >= self._next_offsite:
             try:
                 ship_pending(self.archive, self.offsite)
             except BackupError as error:
+                self._next_offsite = time.time() + self.RETRY_SECONDS
                 record_error(f"Off-site file copy failed (the files wait locally): {error}")
         if time.time() >= self._next_prune:
             self._next_prune = time.time() + self.PRUNE_SECONDS

@@ -145,6 +145,13 @@ class Protection(threading.Thread):
         self.join(10)
 
     def run(self) -> None:
+        if self.files is not None:  # its own loop: a file never waits behind a WAL backlog
+            threading.Thread(
+                target=self.files.run,
+                args=(self.stopping, self._record_error),
+                name="backups-files",
+                daemon=True,
+            ).start()
         next_base = 0.0 if self.needs_base else self._next_base_due()
         next_disk_check = 0.0
         while not self.stopping.is_set():
@@ -159,8 +166,6 @@ class Protection(threading.Thread):
                     self._warn_before_the_disk_fills()
                 if self.offsite is not None:
                     self._ship_offsite()
-                if self.files is not None:
-                    self.files.tick(self._record_error)
             except Exception as error:  # never let the bookkeeping end the protection
                 logger.warning("Backup bookkeeping failed: %s", error)
             self.stopping.wait(CHECK_SECONDS)
