@@ -13,8 +13,7 @@ class AttachmentInline(admin.TabularInline):
     """A note's attachments, read-only: files come and go through the API."""
 
     model = Attachment
-    fields = ["name", "content_type", "size", "sha256", "created", "download"]
-    readonly_fields = fields
+    fields = readonly_fields = ("name", "content_type", "size", "sha256", "created", "download")
     extra = 0
     can_delete = False
     show_change_link = False
@@ -61,7 +60,7 @@ class NoteAdmin(admin.ModelAdmin):
             raise Http404
         return download_response(
             request,
-            name=attachment.file.name,
+            name=attachment.file.name or "",  # every row names a file
             sha256=attachment.sha256,
             size=attachment.size,
             filename=attachment.name,

@@ -147,10 +147,16 @@ def _declared_length(request) -> int:
             },
             507: _storage_full,
         },
-        # The body is the file, streamed to the store as it is read, not parsed by ninja.
+        # The body is the file, streamed to the store as it is read, not parsed by ninja; an
+        # empty body is an empty file. Any media type is kept as the file's (declared as the
+        # usual one: OpenAPI cannot say "any but a form", and a form is refused).
         "requestBody": {
-            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-            "required": True,
+            "description": "The file's bytes. Its `Content-Type` (any media type but "
+            "`multipart/form-data`) is kept and sent back on download.",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "required": False,
         },
     },
 )
