@@ -9,6 +9,9 @@ import time
 import pytest
 from django.test import override_settings
 
+from backups.continuous.files import FilesRestore
+from backups.errors import BackupError
+from filestore.archive import FileArchive
 from filestore.checks import problems
 from filestore.selectors import file_local_path
 from filestore.services import file_open, file_remove_orphans, file_store
@@ -81,3 +84,16 @@ def test_an_unreachable_bucket_stops_the_start(bucket):
     with override_settings(STORAGES=storages):
         [problem] = problems()
     assert "no-such-bucket" in problem and "FILES_URL" in problem
+
+
+def test_a_restore_on_s3_finds_the_rows_files_in_the_bucket_and_names_a_missing_one(
+    bucket, tmp_path
+):
+    stored = file_store(stream=io.BytesIO(b"named by a restored row"), max_bytes=100)
+    files = FilesRestore(archive=FileArchive(tmp_path / "no-archive"))
+    files.check_names({stored.name})
+    assert files.found == {stored.name: None}, "already in the bucket: nothing to copy"
+    missing = "ab/ab" + "0" * 62
+    with pytest.raises(BackupError, match="missing or damaged") as refused:
+        files.check_names({stored.name, missing})
+    assert missing in str(refused.value) and "Nothing was changed" in str(refused.value)
