@@ -110,9 +110,10 @@ RUN ln -s "$(/opt/venv/bin/python -c \
         "/opt/postgresql/bin/${program}" --version; \
     done
 
-# The compose `backup` service's archive (the `backups` volume). A new, empty volume takes this
-# folder's owner and mode when first mounted, so the app user can write there without root.
-RUN install --directory --owner 10001 --group 10001 --mode 0700 /backups
+# The compose `backup` service's archive (the `backups` volume), and the uploaded files (the
+# `media` volume). A new, empty volume takes this folder's owner and mode when first mounted, so
+# the app user can write there without root.
+RUN install --directory --owner 10001 --group 10001 --mode 0700 /backups /media
 
 ENV PATH="/opt/venv/bin:/opt/postgresql/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import slow_clients
+from bench import downloads, slow_clients
 from bench.answers import check_read_one
 from bench.bolt_peer import launch as bolt_peer
 from bench.drf_peer import launch as drf_peer
@@ -27,7 +27,13 @@ from bench.processes import (
     memory_of,
     postgres_pid,
 )
-from bench.scenarios import CONFIGS, WARM_RESTART_TARGET_S, WARMUP_SCENARIO, Plan
+from bench.scenarios import (
+    CONFIGS,
+    PHASE_SCENARIOS,
+    WARM_RESTART_TARGET_S,
+    WARMUP_SCENARIO,
+    Plan,
+)
 from bench.summary import summarise
 
 
@@ -157,7 +163,8 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     # 4. Warm-up: every scenario on every configuration, not recorded.
     say("Warming up")
     top = max(plan.connections)
-    for scenario in plan.scenarios if plan.warmup_seconds else []:
+    matrix = [scenario for scenario in plan.scenarios if scenario not in PHASE_SCENARIOS]
+    for scenario in matrix if plan.warmup_seconds else []:
         for name, server in by_name.items():
             seconds, threads = plan.warmup_seconds, plan.wrk_threads
             run_wrk(wrk, server.url, scenario, top, seconds, datasets[name], threads)
@@ -175,7 +182,7 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     for repetition in range(plan.repetitions):
         order = names[repetition % len(names) :] + names[: repetition % len(names)]
         for connections in plan.connections:
-            for scenario in plan.scenarios:
+            for scenario in matrix:
                 for name in order:
                     app_pid, database_pid = by_name[name].process.pid, postgres_pid(data_dir)
                     app_before, database_before = cpu_seconds(app_pid), cpu_seconds(database_pid)
@@ -228,6 +235,8 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
 
     # The slow and idle clients, held open while read-one runs (bench/slow_clients.py).
     report["slow_clients"] = slow_clients.measure(plan, wrk, dataset, by_name, say)
+    if "download" in plan.scenarios:
+        report["downloads"] = downloads.measure(plan, wrk, dataset, production, owners[0], say)
     memory["production_idle_after_load"] = memory_of(
         production.process.pid, leave_out=postgres_pid(data_dir)
     )
@@ -241,6 +250,7 @@ def run(plan: Plan, wrk: str, work: Path, out_dir: Path, servers: list[Server]) 
     report["meta"]["load_average_after"] = load_average()
     report["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     summarise(report, plan)
+    report["targets"] += downloads.targets(report)
     return report
 
 
@@ -270,7 +280,8 @@ def load_after_restart(
     measured runs, compared in summary.py)."""
     from bench import seed
 
-    scenario = WARMUP_SCENARIO if WARMUP_SCENARIO in plan.scenarios else plan.scenarios[0]
+    matrix = [scenario for scenario in plan.scenarios if scenario not in PHASE_SCENARIOS]
+    scenario = WARMUP_SCENARIO if WARMUP_SCENARIO in matrix or not matrix else matrix[0]
     connections, window = max(plan.connections), plan.after_restart_window_seconds
     say(f"Restarting production, then {scenario} at once for {plan.after_restart_seconds} s")
     stop_seconds = production.stop()

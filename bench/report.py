@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from bench import slow_clients
+from bench import downloads, slow_clients
 from bench.scenarios import CONFIGS, REFERENCES
 
 
@@ -97,6 +97,7 @@ def markdown(report: dict) -> str:
                 cells += [*_cell(row[name]), f"{row[name]['ratio_vs_production']:.2f}x"]
                 lines.append("| " + " | ".join(cells) + " |")
     lines += slow_clients.markdown_section(report)
+    lines += downloads.markdown_section(report)
     lines += ["", "## Targets", "", "| target | measured | met | numbers |", "|---|--:|---|---|"]
     for target in report["targets"]:
         if target["met"] is None:

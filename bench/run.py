@@ -16,7 +16,7 @@ from bench.load import require_wrk
 from bench.phases import measure_in_scratch, publish, run, say
 from bench.processes import environment_assignment
 from bench.report import write_reports
-from bench.scenarios import CONFIGS, SCENARIOS, Plan
+from bench.scenarios import CONFIGS, PHASE_SCENARIOS, SCENARIOS, Plan
 
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -78,6 +78,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[Plan, Path, bool]:
             parser.error(f"--variant wants LABEL:NAME=VALUE,..., not {item!r}")
         variants[f"variant {label}"] = {name: value for name, _, value in pairs}
     scenarios = _choose(parser, "--scenarios", args.scenarios, SCENARIOS)
+    if all(name in PHASE_SCENARIOS for name in scenarios):
+        parser.error(
+            f"--scenarios {args.scenarios} wants a scenario of the matrix beside it (e.g. "
+            "read-one): the restart and the report compare with it"
+        )
     configurations = _choose(parser, "--configurations", args.configurations, CONFIGS)
     connections = args.connections or ("8" if quick else "8,32")
     plan = Plan(

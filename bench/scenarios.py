@@ -8,7 +8,11 @@ SCENARIOS = {
     "list-page": "list_page.lua",
     "search": "search.lua",
     "write": "write.lua",
+    # A phase of its own (bench/downloads.py): production's downloads against nginx's static file.
+    "download": "download.lua",
 }
+# Measured in a phase of their own, on production only, not in the matrix of configurations.
+PHASE_SCENARIOS = ("download",)
 # Production, then the references it is measured against, in the order the report shows them.
 CONFIGS = {
     "production": "production: manage.py serve",

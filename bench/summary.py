@@ -6,6 +6,7 @@ from bench.scenarios import (
     P99_TARGET_CONNECTIONS,
     P99_TARGET_MS,
     P99_TARGET_SCENARIOS,
+    PHASE_SCENARIOS,
     RATIO_TARGETS,
     REFERENCES,
     WARM_RESTART_TARGET_S,
@@ -23,7 +24,7 @@ def summarise(report: dict, plan: Plan) -> None:
     references = [name for name in REFERENCES if name in plan.configurations]
     table = []
     for connections in plan.connections:
-        for scenario in plan.scenarios:
+        for scenario in [name for name in plan.scenarios if name not in PHASE_SCENARIOS]:
             row = {"scenario": scenario, "connections": connections}
             for name in report["configurations"]:
                 found = [

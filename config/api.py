@@ -20,6 +20,7 @@ from core.api_docs import api_docs_visible
 from core.fields import PATTERN_MESSAGES
 from core.pagination import InvalidCursor
 from core.schemas import ErrorOut
+from filestore.errors import FileTooLarge, StorageFull
 from notes.api import routes as notes_router
 from tasks.fair import OwnerLimitReached
 
@@ -110,9 +111,13 @@ def _document_errors(schema: dict) -> None:
                 errors |= ERRORS_OF_INPUT
             if "requestBody" in operation:
                 errors |= ERRORS_OF_BODY
-            responses = operation.setdefault("responses", {})
+            # ninja keys the statuses an operation declares by int: as text, one key per status,
+            # and what an operation says of its own errors wins over the common words.
+            responses = {str(status): answer for status, answer in operation["responses"].items()}
+            operation["responses"] = responses
             for status, description in errors.items():
-                responses.setdefault(status, {"description": description, "content": body})
+                responses.setdefault(status, {"description": description})
+                responses[status].setdefault("content", body)
 
 
 def _docs_access(view):
@@ -227,6 +232,19 @@ def on_not_found(request, exc):
 def on_too_big(request, exc):
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     return _error(request, 413, f"Request body is larger than the {limit}-byte limit.")
+
+
+@api.exception_handler(FileTooLarge)
+def on_file_too_large(request, exc: FileTooLarge):
+    return _error(request, 413, f"{exc} Nothing was stored.")
+
+
+@api.exception_handler(StorageFull)
+def on_storage_full(request, exc: StorageFull):
+    # Nothing of the file was kept; uploads resume once space is freed, with no restart.
+    response = _error(request, 507, str(exc))
+    response["Retry-After"] = "30"
+    return response
 
 
 @api.exception_handler(SuspiciousOperation)

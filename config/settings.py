@@ -7,6 +7,7 @@ PostgreSQL in DATA_DIR and keeps a generated secret key there: nothing to config
 import ipaddress
 import warnings
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
@@ -165,6 +166,7 @@ INSTALLED_APPS = [
     "django_tasks_db",  # the django.tasks backend: tasks are rows in PostgreSQL (docs/tasks.md)
     "tasks",
     "observability",
+    "filestore",
 ]
 
 # MIDDLEWARE: one list, at the end of this file, once the flags it depends on are read.
@@ -205,10 +207,37 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Serve straight from the apps when collectstatic has not run (the local command).
 WHITENOISE_USE_FINDERS = True
 warnings.filterwarnings("ignore", message="No directory at")
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# -- Protected files (filestore/; docs/data-safety.md) ---------------------------------------------
+# Files any model's FileField(storage=filestore.storage.protected_storage) names: stored once under
+# their sha256, fsynced and archived before the upload is acknowledged. A local folder (a volume
+# in compose), or with FILES_URL=s3://bucket/prefix a bucket, through django-storages.
+PROTECTED_FILES_DIR = Path(env.get_str("PROTECTED_FILES_DIR") or DATA_DIR / "files").resolve()
+FILES_URL = env.get_str("FILES_URL").strip()
+if FILES_URL:
+    _bucket, _prefix = env.parse_s3_url("FILES_URL", FILES_URL)
+    STORAGES["protected"] = {
+        "BACKEND": "filestore.storage.ProtectedS3Storage",
+        "OPTIONS": {
+            "bucket_name": _bucket,
+            "location": _prefix,
+            "endpoint_url": env.get_str("FILES_ENDPOINT_URL")
+            or env.get_str("BACKUP_ENDPOINT_URL")
+            or None,
+            "region_name": env.get_str("AWS_DEFAULT_REGION") or "us-east-1",
+            "access_key": env.get_str("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env.get_str("AWS_SECRET_ACCESS_KEY") or None,
+        },
+    }
+else:
+    STORAGES["protected"] = {"BACKEND": "filestore.storage.ProtectedFileSystemStorage"}
+# Files uploaded but named by no row (an upload cut short before its row committed) leave the
+# store after this long; their archive copies follow the backup retention.
+FILES_ORPHAN_GRACE_SECONDS = env.get_int("FILES_ORPHAN_GRACE_SECONDS", 86400)
 
 # -- The API -----------------------------------------------------------------------------------
 API_TOKEN_LIFETIME_SECONDS = env.get_int("API_TOKEN_LIFETIME_SECONDS", 30 * 24 * 3600)
@@ -299,6 +328,10 @@ BACKUP_SERVER_NAME = env.get_str("BACKUP_SERVER_NAME", "keepnotes")
 # With BACKUP_URL, the WAL segment being written is sent again this often (when anything was
 # written since): the off-site RPO. CloudNativePG's archive_timeout is 300.
 BACKUP_OFFSITE_SECONDS = env.get_int("BACKUP_OFFSITE_SECONDS", 60)
+# Where file_store copies each protected file before it answers, with the protection on. On S3
+# the bucket is the durable copy itself (its versioning, or the provider's replication, is the
+# archive there): docs/data-safety.md.
+PROTECTED_FILES_ARCHIVE_DIR = BACKUP_DIR / "files" if BACKUP_PROTECTION and not FILES_URL else None
 # -- end of backups -------------------------------------------------------------------------------
 
 # -- Observability (observability/, server/metrics_port.py; docs/operating.md) ------------------

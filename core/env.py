@@ -85,6 +85,14 @@ def database_from_environment(environ: Mapping[str, str] = os.environ) -> dict |
     }
 
 
+def parse_s3_url(name: str, url: str) -> tuple[str, str]:
+    """`s3://bucket/prefix` as (bucket, prefix); the prefix may be empty."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ImproperlyConfigured(f"{name}={url!r}: write s3://bucket or s3://bucket/prefix.")
+    return parts.netloc, parts.path.strip("/")
+
+
 def parse_database_url(url: str) -> dict:
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:

@@ -93,6 +93,12 @@ def run_once(
     return Outcome(status=status, body=body, replayed=False)
 
 
+def has_answer(*, owner: User, key: str) -> bool:
+    """An earlier request with this key was answered (and its answer is kept): a retry of it
+    gets that answer, not a new check of limits the first one already passed."""
+    return _live_record(owner, key) is not None
+
+
 def purge_expired() -> int:
     """Delete every owner's expired keys; returns how many."""
     deleted, _ = IdempotencyKey.objects.filter(created__lt=oldest_live()).delete()

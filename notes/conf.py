@@ -18,6 +18,11 @@ _FROM_ENVIRONMENT = {
     # Their batches wait in PostgreSQL (up to IMPORT_MAX_REQUEST_BYTES each): this bounds one
     # user's share.
     "IMPORTS_PER_USER": env.get_int("IMPORTS_PER_USER", 8),
+    # One attachment's largest size: the front door refuses a longer body from its length, the
+    # app refuses it from its length too (or as it reads, should it be longer).
+    "ATTACHMENT_MAX_BYTES": env.get_int("ATTACHMENT_MAX_BYTES", 1024**3),
+    # What one user's attachments may add up to (each counted, even when two hold the same bytes).
+    "ATTACHMENT_QUOTA_BYTES": env.get_int("ATTACHMENT_QUOTA_BYTES", 10 * 1024**3),
 }
 
 
@@ -31,3 +36,8 @@ def import_too_large(limit: int) -> str:
         f"An import body is at most {limit} bytes (IMPORT_MAX_REQUEST_BYTES); "
         "split it into several imports."
     )
+
+
+def attachment_too_large(limit: int) -> str:
+    """The 413's detail for an attachment over `limit`, from the front door or the app."""
+    return f"An attachment is at most {limit} bytes (ATTACHMENT_MAX_BYTES); nothing was stored."

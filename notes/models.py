@@ -5,6 +5,8 @@ from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.utils import timezone
 
+from filestore.storage import protected_storage
+
 TITLE_MAX_LENGTH = 200
 BODY_MAX_LENGTH = 100_000
 TAG_MAX_LENGTH = 50
@@ -83,3 +85,38 @@ class ImportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.number} of import {self.job_id}"
+
+
+ATTACHMENT_NAME_MAX_LENGTH = 1000
+CONTENT_TYPE_MAX_LENGTH = 255
+# "<sha256[:2]>/<sha256>": a stored file's name in the protected store (filestore/names.py).
+STORED_NAME_LENGTH = 2 + 1 + 64
+
+
+class Attachment(models.Model):
+    """A file attached to a note: its bytes in the protected store, under their sha256."""
+
+    note = models.ForeignKey(Note, on_delete=models.CASCADE, related_name="attachments")
+    # The note's owner, kept on the row so that a user's quota is one indexed sum.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="note_attachments"
+    )
+    file = models.FileField(
+        storage=protected_storage, max_length=STORED_NAME_LENGTH, editable=False
+    )
+    # As the client named it (control characters replaced): shown, and offered when downloaded.
+    name = models.CharField(max_length=ATTACHMENT_NAME_MAX_LENGTH)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=CONTENT_TYPE_MAX_LENGTH)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["note", "-created", "-id"], name="attachment_note_created"),
+            models.Index(fields=["owner"], name="attachment_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

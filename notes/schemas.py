@@ -81,3 +81,17 @@ class ImportOut(Schema):
 class ImportPageOut(Schema):
     items: list[ImportOut]
     next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
+
+
+class AttachmentOut(Schema):
+    id: int
+    name: str = Field(description="As sent in `?name=`, control characters replaced by `_`.")
+    size: int = Field(description="Bytes.")
+    sha256: str = Field(description="Hex digest of the content; the download's ETag.")
+    content_type: str = Field(description="As sent in `Content-Type`; sent back on download.")
+    created: datetime
+
+
+class AttachmentPageOut(Schema):
+    items: list[AttachmentOut]
+    next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")

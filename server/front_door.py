@@ -30,6 +30,7 @@ from django.template.loader import render_to_string
 
 from core.processes import signal_when_parent_dies
 from core.say import Say
+from filestore.storage import ProtectedFileSystemStorage, protected_storage
 
 # A front that keeps dying is started again at most this often.
 RESTART_DELAY_SECONDS = 1.0
@@ -48,9 +49,14 @@ class FrontDoorError(RuntimeError):
 class LargeBody:
     """One location whose bodies may exceed the common limit, for callers with a good token."""
 
-    path: str
+    path: str  # a path, or a regular expression when it begins with "^"
     max_bytes: int
     too_large: str  # the 413's detail
+
+    @property
+    def location(self) -> str:
+        """The nginx location that matches the path."""
+        return f'~ "{self.path}"' if self.path.startswith("^") else f"= {self.path}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class FrontConfig:
     authorized_path: str  # answers 2xx for a good bearer token, 401 otherwise
     static_url: str
     static_root: Path | None
+    protected_files: Path | None  # the local file store, sent by X-Accel-Redirect
     access_log: bool
     log_format: str
     workers: int = 2
@@ -114,6 +121,7 @@ def front_config() -> FrontConfig:
         authorized_path=settings.FRONT_AUTHORIZED_PATH,
         static_url=settings.STATIC_URL,
         static_root=collected_static(),
+        protected_files=protected_files(),
         access_log=settings.ACCESS_LOG,
         log_format=settings.LOG_FORMAT,
     )
@@ -131,6 +139,15 @@ def large_bodies() -> list[LargeBody]:
         if hasattr(app, "large_bodies")
         for path, (limit, detail) in app.large_bodies().items()
     ]
+
+
+def protected_files() -> Path | None:
+    """The folder of the protected file store, for the front to send downloads from; None on S3
+    (filestore/downloads.py redirects to the bucket)."""
+    storage = protected_storage()
+    if isinstance(storage, ProtectedFileSystemStorage):
+        return Path(storage.location)
+    return None
 
 
 def collected_static() -> Path | None:
@@ -172,6 +189,7 @@ def render(config: FrontConfig, folder: Path, app_socket: Path, access_log: Path
             "authorized_path": config.authorized_path,
             "static_url": "/" + config.static_url.strip("/") + "/",
             "static_root": config.static_root,
+            "protected_files": config.protected_files,
             "access_log": access_log if config.access_log else None,
             "log_format": config.log_format,
         },

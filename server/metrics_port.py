@@ -202,6 +202,12 @@ def continuous_archive():
             "WAL written and not yet in the archive.",
             entry["lag_bytes"],
         )
+    if entry.get("offsite_waiting_files") is not None:
+        yield GaugeMetricFamily(
+            "keepnotes_archive_offsite_waiting_files",
+            "Protected files in the local archive not yet copied off-site (BACKUP_URL).",
+            entry["offsite_waiting_files"],
+        )
     yield GaugeMetricFamily(
         "keepnotes_archive_error",
         "1 when the archive's last attempt left an error.",

@@ -7,6 +7,7 @@
 3. check that the configured servers fit its max_connections (server/connection_budget.py);
 4. migrate under a PostgreSQL advisory lock, so replicas starting at once migrate exactly once;
 5. ensure the superuser from DJANGO_SUPERUSER_* (idempotent, no default password);
+6. check that the protected file store (and its archive) can be written (filestore/checks.py);
 
 then closes every connection, so that the server workers forked next inherit none. `serve`
 then supervises the embedded database (`supervise_database()`) and serves.
@@ -27,6 +28,7 @@ from accounts.services import superuser_ensure
 from core import env
 from core.errors import first_line
 from core.say import Say
+from filestore.checks import problems as file_store_problems
 from pgembedded.backend.base import embedded_server
 from pgembedded.supervisor import Supervisor
 from server.connection_budget import check_connection_budget
@@ -46,6 +48,7 @@ def prepare(say: Say = print) -> None:
     check_connection_budget(say)
     migrate_under_lock(say)
     ensure_superuser(say)
+    check_file_store()
     # Server workers are forked after this: none may inherit an open connection, pooled ones
     # included (workers sharing a pool's sockets would read each other's answers).
     connections.close_all()
@@ -53,6 +56,14 @@ def prepare(say: Say = print) -> None:
         if isinstance(database, PostgresWrapper) and database.pool:
             database.close_pool()
     say(f"Ready to serve ({time.monotonic() - started:.2f} s)")
+
+
+def check_file_store() -> None:
+    found = file_store_problems()
+    if found:
+        raise StartupError(
+            " ".join(found) + " Set PROTECTED_FILES_DIR or FILES_URL (docs/configuration.md)."
+        )
 
 
 def resolve_database(say: Say) -> None:

@@ -1,4 +1,4 @@
-"""The tasks app's own periodic work: finished task results do not pile up either."""
+"""The runtime's own periodic work: finished task results do not pile up."""
 
 from datetime import timedelta
 

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from backups.continuous.archive import Archive
+from backups.continuous.files import file_archive
+from backups.continuous.files import offsite_waiting as files_offsite_waiting
 from backups.continuous.offsite import SHIPPED
 from backups.continuous.protection import (
     APPLICATION,
@@ -34,6 +36,7 @@ def archive_report(archive: Archive, fetchone, *, running: bool, disk: Path) -> 
         "window": [moment.isoformat() for moment in window] if window else None,
         "last_error": last_error(archive),
         "offsite_waiting_segments": offsite_waiting(archive),
+        "offsite_waiting_files": files_offsite_waiting(file_archive(archive.folder)),
     }
     newest = archive.newest_wal_time()
     if not running:
@@ -111,6 +114,7 @@ def readiness_entry() -> dict | None:
         "rpo_seconds": report.get("rpo_seconds"),
         "last_base_backup": report["last_base_backup"],
         "offsite_waiting_segments": report["offsite_waiting_segments"],
+        "offsite_waiting_files": report["offsite_waiting_files"],
         "error": report["last_error"],  # shown to staff and DEBUG only (core.health)
         "warning": report.get("wal_queue_warning"),
         "checked": datetime.now(UTC).isoformat(timespec="seconds"),

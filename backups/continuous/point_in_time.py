@@ -9,6 +9,7 @@ restored one put in its place. Any failure on the way leaves the current data as
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,10 @@ from pgembedded.roles import DataFolderServer
 
 RESTORE_WAL = "restore_wal"  # inside the scratch folder, so PostgreSQL's user can read it
 RECOVERY_SECONDS = 600
+
+# Run on the recovered server while it is still in its scratch folder; raising leaves the live
+# data folder as it was.
+type Inspect = Callable[[DataFolderServer], None]
 
 
 class NamedBase(Protocol):
@@ -250,8 +255,13 @@ def restore_to[Base: NamedBase](
     target: datetime | None,
     force: bool,
     say: Say,
+    inspect: Inspect | None = None,
 ) -> Restored[Base]:
-    """Replace `server`'s data folder with the source's state at `target` (None: the newest)."""
+    """Replace `server`'s data folder with the source's state at `target` (None: the newest).
+
+    `inspect(server)`, when given, runs once the recovered server is up in the scratch folder,
+    before anything is replaced: raising there leaves everything as it was (the files the
+    restored rows name are checked so, backups/continuous/files.py)."""
     started = time.monotonic()
     with server.start_lock():
         busy = server.in_use()
@@ -273,7 +283,7 @@ def restore_to[Base: NamedBase](
         try:
             say(f"Replaying the WAL up to {target.isoformat() if target else 'its end'}")
             try:
-                reached = replay(server, source, base, scratch, target)
+                reached = replay(server, source, base, scratch, target, inspect)
             except TargetNotReached:
                 latest = source.latest()
                 if target is None or latest is None or target > latest:
@@ -281,7 +291,7 @@ def restore_to[Base: NamedBase](
                 # No commit after `target` anywhere in the archive, which was written up to
                 # `latest`: its end is the state at `target`.
                 shutil.rmtree(scratch, ignore_errors=True)
-                reached = replay(server, source, base, scratch, None)
+                reached = replay(server, source, base, scratch, None, inspect)
         except BaseException:
             cluster.stop(scratch)
             shutil.rmtree(scratch, ignore_errors=True)
@@ -303,11 +313,12 @@ def replay[Base: NamedBase](
     base: Base,
     scratch: Path,
     target: datetime | None,
+    inspect: Inspect | None = None,
 ) -> str:
     restore_command = source.fill(scratch, base)
     scratch.chmod(0o700)
     write_recovery_settings(scratch, restore_command, target, source.timeline(base, target))
-    return recover(server, scratch)
+    return recover(server, scratch, inspect)
 
 
 def write_recovery_settings(
@@ -326,7 +337,7 @@ def write_recovery_settings(
     (scratch / "recovery.signal").touch()
 
 
-def recover(server: DataFolderServer, scratch: Path) -> str:
+def recover(server: DataFolderServer, scratch: Path, inspect: Inspect | None = None) -> str:
     """Start PostgreSQL on `scratch`, wait for the end of recovery, stop it: where it got to.
 
     Meanwhile only the superuser may connect, over the socket, without a password (the socket
@@ -375,6 +386,8 @@ def recover(server: DataFolderServer, scratch: Path) -> str:
                 )
             )
             connection.execute("CHECKPOINT")
+        if inspect is not None:
+            inspect(server)
     finally:
         cluster.stop(scratch)
         hba.write_text(rules)

@@ -70,6 +70,7 @@ class Protection(threading.Thread):
         warn: Say,
         offsite: OffSite | None = None,
         offsite_every: int = 60,
+        files=None,
     ):
         super().__init__(name="backups-protection", daemon=True)
         self.server, self.archive = server, archive
@@ -88,6 +89,7 @@ class Protection(threading.Thread):
         self._last_partial = 0.0
         self._partial_state: tuple[str, int] | None = None
         self._next_offsite_check = 0.0
+        self.files = files  # the protected files' part (backups/continuous/files.py)
 
     def claim(self) -> bool:
         """Take the archive's lock (one protecting process per folder) and ready the slot."""
@@ -146,6 +148,13 @@ class Protection(threading.Thread):
         self.join(10)
 
     def run(self) -> None:
+        if self.files is not None:  # its own loop: a file never waits behind a WAL backlog
+            threading.Thread(
+                target=self.files.run,
+                args=(self.stopping, self._record_error),
+                name="backups-files",
+                daemon=True,
+            ).start()
         next_base = 0.0 if self.needs_base else self._next_base_due()
         next_disk_check = 0.0
         while not self.stopping.is_set():

@@ -7,9 +7,11 @@ as the data is worth: a backup that was never restored is a hope, not a backup.
 """
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from psycopg import sql
 
 from backups.continuous.archive import Archive
@@ -31,6 +33,7 @@ class Drill:
     restored: dict[str, int]
     live: dict[str, int]
     reached: str
+    files: int | None = None  # files the restored rows name, each found intact in the archive
 
     @property
     def missing_tables(self) -> list[str]:
@@ -38,7 +41,12 @@ class Drill:
 
 
 def verify_restore(
-    *, archive: Archive, data_dir: Path, live_counts: dict[str, int], say: Say
+    *,
+    archive: Archive,
+    data_dir: Path,
+    live_counts: dict[str, int],
+    say: Say,
+    check_files: Callable[[psycopg.Connection], int] | None = None,
 ) -> Drill:
     source = LocalSource(archive)
     base = newest_base(archive)  # of the live database, whose tables the drill compares
@@ -58,12 +66,13 @@ def verify_restore(
         scratch_server.ensure_running()
         with scratch_server.connect(dbname=DATABASE) as connection:
             restored = table_counts(connection.cursor())
+            files = check_files(connection) if check_files is not None else None
     finally:
         scratch_server.leave()
         shutil.rmtree(folder, ignore_errors=True)
     if not restored:
         raise BackupError(f"The restored {base.name} has no tables: it cannot be the database.")
-    return Drill(base=base.name, restored=restored, live=live_counts, reached=reached)
+    return Drill(base=base.name, restored=restored, live=live_counts, reached=reached, files=files)
 
 
 def table_counts(cursor) -> dict[str, int]:

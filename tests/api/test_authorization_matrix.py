@@ -7,6 +7,7 @@ other people's notes or tokens, only the user list, and that only with the auth.
 permission (as in the admin): "bare staff" lacks it.
 """
 
+import io
 from datetime import timedelta
 
 import pytest
@@ -14,8 +15,9 @@ from django.utils import timezone
 
 from accounts.models import ApiToken
 from accounts.services import token_create, token_revoke
+from notes.attachments import attachment_create, attachment_receive
 from notes.imports import import_start
-from notes.models import Note
+from notes.models import Attachment, Note
 from notes.services import note_create
 from tests.support.api import PASSWORD, ApiClient
 from tests.support.errors import json_error
@@ -40,6 +42,11 @@ ENDPOINTS = {
     "start import": ("POST", "/api/v1/imports", {"notes": [{"title": "imported"}]}),
     "list imports": ("GET", "/api/v1/imports", None),
     "read import": ("GET", "/api/v1/imports/{job}", None),
+    "attach a file": ("POST", "/api/v1/notes/{note}/attachments?name=a.json", {"a": 1}),
+    "list attachments": ("GET", "/api/v1/notes/{note}/attachments", None),
+    "read attachment": ("GET", "/api/v1/notes/{note}/attachments/{attachment}", None),
+    "download attachment": ("GET", "/api/v1/notes/{note}/attachments/{attachment}/content", None),
+    "delete attachment": ("DELETE", "/api/v1/notes/{note}/attachments/{attachment}", None),
 }
 
 _ = 401  # refused credentials: no token, or one that is inactive, expired or revoked
@@ -58,6 +65,11 @@ EXPECTED = {
     "start import":   [_, 202, 202, 202, 202, _, _, _],
     "list imports":   [_, 200, 200, 200, 200, _, _, _],
     "read import":    [_, 200, 404, 404, 404, _, _, _],
+    "attach a file":  [_, 201, 404, 404, 404, _, _, _],
+    "list attachments": [_, 200, 404, 404, 404, _, _, _],
+    "read attachment": [_, 200, 404, 404, 404, _, _, _],
+    "download attachment": [_, 200, 404, 404, 404, _, _, _],
+    "delete attachment": [_, 204, 404, 404, 404, _, _, _],
 }  # fmt: skip
 
 CASES = [
@@ -68,7 +80,15 @@ CASES = [
 
 
 @pytest.fixture
-def world(make_user):
+def world(make_user, settings, tmp_path):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "protected": {
+            "BACKEND": "filestore.storage.ProtectedFileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "files"},
+        },
+    }
+    settings.PROTECTED_FILES_ARCHIVE_DIR = tmp_path / "archive"
     alice, bob = make_user("alice"), make_user("bob")
     staff = make_user("staff", is_staff=True)
     grant(staff, "auth.view_user")
@@ -76,7 +96,12 @@ def world(make_user):
     note = note_create(owner=alice, title="alice's", body="private", tags=["x"])
     _, spare_token = token_create(user=alice)
     job = import_start(owner=alice, notes=[{"title": "queued", "body": "", "tags": []}])
+    stored = attachment_receive(stream=io.BytesIO(b"alice's file"), size=12)
+    attachment = attachment_create(
+        note=note, stored=stored, name="alice.txt", content_type="text/plain"
+    )
     return {
+        "attachment": attachment,
         "job": job,
         "alice": alice,
         "bob": bob,
@@ -118,7 +143,9 @@ def test_the_matrix_covers_every_api_operation():
             method,
             path.replace("{token}", "{token_id}")
             .replace("{note}", "{note_id}")
-            .replace("{job}", "{import_id}"),
+            .replace("{job}", "{import_id}")
+            .replace("{attachment}", "{attachment_id}")
+            .partition("?")[0],
         )
         for method, path, _ in ENDPOINTS.values()
     }
@@ -132,8 +159,11 @@ def test_authorization(world, endpoint, caller, expected):
     note, token = world["note"], world["token"]
 
     job = world["job"]
+    attachment = world["attachment"]
     response = client.send(
-        method, path.format(note=note.pk, token=token.pk, job=job.pk), json=payload
+        method,
+        path.format(note=note.pk, token=token.pk, job=job.pk, attachment=attachment.pk),
+        json=payload,
     )
 
     assert response.status_code == expected, response.content
@@ -152,6 +182,11 @@ def test_authorization(world, endpoint, caller, expected):
         assert note_left.title == "changed"
     else:
         assert (note_left.title, note_left.body) == ("alice's", "private")
+    attachment_left = Attachment.objects.filter(pk=attachment.pk).exists()
+    assert attachment_left is not (
+        caller == "owner" and endpoint in ("delete attachment", "delete note")
+    )
+    assert Attachment.objects.exclude(owner=world["alice"]).count() == 0
     # Deactivating alice (the inactive caller) deleted every token of hers, the spare included.
     spare_left = ApiToken.objects.filter(pk=token.pk).exists()
     assert spare_left is not (

@@ -7,6 +7,7 @@ The stack fixture (conftest.py) builds and starts it; the data test runs last.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import time
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support.container_http import Browser, form_errors
+from tests.support.file_drills import download, make_note, upload_acked
 
 pytestmark = pytest.mark.containers
 
@@ -154,8 +156,9 @@ def test_the_backup_service_streams_the_wal_and_takes_base_backups(stack, contai
     container_results["up_to_backup_healthy_seconds"] = round(time.monotonic() - started, 1)
     backup = stack.inspect("backup")
     assert backup["Config"]["Cmd"] == ["python", "manage.py", "protect"]
-    assert [(m["Name"], m["Destination"]) for m in backup["Mounts"]] == [
-        (stack.backups_volume, "/backups")
+    assert sorted((m["Name"], m["Destination"], m["RW"]) for m in backup["Mounts"]) == [
+        (stack.backups_volume, "/backups", True),
+        (stack.media_volume, "/media", False),  # it reads the files, to archive and ship them
     ]
     assert stack.exec("backup", "id", "-u").strip() == "10001"
     bases = stack.exec("backup", "sh", "-c", "ls /backups/base/*.json").split()
@@ -192,19 +195,24 @@ def test_the_backup_service_streams_the_wal_and_takes_base_backups(stack, contai
 
 
 def test_a_lost_db_volume_comes_back_with_restore(stack, container_results):
-    """Notes written, the db volume destroyed (`down`, `docker volume rm` of pgdata only), `up`
-    on an empty database: the notes are gone; `restore --to` a moment before the loss, from the
-    `backups` volume, into the db volume: they are back, and the API token with them."""
+    """Notes and an attachment written, the db and media volumes destroyed (`down`, `docker
+    volume rm` of pgdata and media only), `up` on an empty database: the notes are gone;
+    `restore --to` a moment before the loss, from the `backups` volume, into the db and media
+    volumes: they are back, the file byte for byte, and the API token with them."""
     password = secrets.token_urlsafe(24)
     stack.create_superuser(RESTORE_USER, password)
     token = stack.api_token(RESTORE_USER, password)
     titles = write_notes(stack, token, "kept by the archive", 20)
+    note = make_note(stack.port, token)
+    content = os.urandom(100_000)
+    attached = upload_acked(stack.port, token, note, content, "kept.bin")
     wait_until_archived(stack)
     before_the_loss = datetime.now(UTC).isoformat()
 
     stack.down()
     pgdata = f"{stack.project}_pgdata"
     stack.engine.docker("volume", "rm", pgdata, timeout=120)
+    stack.engine.docker("volume", "rm", stack.media_volume, timeout=120)  # `up` makes it anew
     assert stack.volume_exists(stack.backups_volume)
     container_results["up_to_ready_seconds_empty_db"] = round(stack.up(), 1)
     # Negative control: without the restore, the notes and the token are gone.
@@ -227,9 +235,11 @@ def test_a_lost_db_volume_comes_back_with_restore(stack, container_results):
     container_results["restore_seconds"] = round(time.monotonic() - started, 1)
     assert "Restored from /backups to " in restored.stdout, restored.stdout
     assert "postgres.before-restore-" in restored.stdout, "the empty database moved aside"
+    assert "Files: the restored rows name 1," in restored.stdout, restored.stdout
     container_results["up_to_ready_seconds_restored"] = round(stack.up(), 1)
 
-    assert note_titles(stack, token) == titles
+    assert note_titles(stack, token) == titles | {"with files"}
+    assert download(stack.port, token, note, attached["id"]) == content
     # Protected again: a new history (the restored server's timeline), a new base backup.
     stack.wait_healthy("backup", timeout=180)
     assert len(stack.exec("backup", "sh", "-c", "ls -d /backups/wal/*/").split()) >= 2

@@ -207,7 +207,7 @@ def test_the_backup_service_is_manage_py_protect_from_the_app_image_on_by_defaul
     assert backup["command"] == ["python", "manage.py", "protect"]
     assert "profiles" not in backup, "on by default, not opt-in"
     assert environment["BACKUP_DIR"] == "/backups"
-    assert backup["volumes"] == ["backups:/backups"]
+    assert backup["volumes"] == ["backups:/backups", "media:/media:ro"]
     assert "entrypoint" not in backup, "no shell of its own"
     assert backup["depends_on"]["db"]["condition"] == "service_healthy"
     assert backup["read_only"] is True
@@ -222,6 +222,22 @@ def test_down_v_cannot_delete_the_archive(compose):
     header = (REPO / "compose.yaml").read_text().split("\nx-app-build", 1)[0]
     assert "docker volume create keepnotes_backups" in header
     assert "docker volume rm keepnotes_backups" in header
+
+
+def test_down_v_cannot_delete_the_uploaded_files_and_every_user_of_them_mounts_them(compose):
+    """The media volume is external like the archive; the app stores and archives uploads, the
+    worker sweeps orphans, `backup` reads them, `restore` puts them back."""
+    assert compose["volumes"]["media"] == {
+        "external": True, "name": "${MEDIA_VOLUME:-keepnotes_media}"
+    }  # fmt: skip
+    header = (REPO / "compose.yaml").read_text().split("\nx-app-build", 1)[0]
+    assert "docker volume create keepnotes_media" in header
+    services = compose["services"]
+    for name in ("app", "worker", "backup", "restore"):
+        assert dict(environment_items(services[name]))["PROTECTED_FILES_DIR"] == "/media", name
+        assert any(volume.startswith("media:/media") for volume in services[name]["volumes"])
+    assert "backups:/backups" in services["app"]["volumes"], "archived before it is answered"
+    assert dict(environment_items(services["app"]))["BACKUP_DIR"] == "/backups"
 
 
 def test_the_db_accepts_the_backup_services_replication_connection(compose):
@@ -240,7 +256,9 @@ def test_the_restore_service_rebuilds_the_db_volume_from_the_archive_only_when_a
     assert restore["build"] == compose["services"]["app"]["build"], "the app's image and code"
     assert restore["profiles"] == ["restore"], "`up` never starts it"
     assert "depends_on" not in restore, "`run` must not start the db it rebuilds"
-    assert restore["volumes"] == ["backups:/backups", f"pgdata:{POSTGRES_18_VOLUME_PATH}"]
+    assert restore["volumes"] == [
+        "backups:/backups", f"pgdata:{POSTGRES_18_VOLUME_PATH}", "media:/media"
+    ]  # fmt: skip
     assert db["volumes"] == [f"pgdata:{POSTGRES_18_VOLUME_PATH}"]
     environment = dict(environment_items(restore))
     assert environment["PGDATA"] == f"{POSTGRES_18_VOLUME_PATH}/18/docker", "the db's folder"

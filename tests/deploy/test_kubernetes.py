@@ -395,7 +395,8 @@ def test_service_ingress_and_disruption_budget_reach_the_pods(target):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_only_the_ingress_controller_reaches_the_pods_and_they_reach_only_the_database(target):
-    """Nothing else can connect past the ingress and pose as a proxy (X-Forwarded-For)."""
+    """Nothing else can connect past the ingress and pose as a proxy (X-Forwarded-For); out,
+    the pods reach the database, DNS and, over HTTPS only, the files' bucket."""
     docs = render(target)
     policy = named_object(docs, "NetworkPolicy", "keepnotes")["spec"]
     pod_labels = deployment(docs)["spec"]["template"]["metadata"]["labels"]
@@ -407,12 +408,13 @@ def test_only_the_ingress_controller_reaches_the_pods_and_they_reach_only_the_da
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     ]
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
-    database, dns = policy["egress"]
+    database, dns, bucket = policy["egress"]
     cluster = only(docs, "Cluster")["metadata"]["name"]
     assert database["to"] == [{"podSelector": {"matchLabels": {"cnpg.io/cluster": cluster}}}]
     assert database["ports"] == [{"port": 5432, "protocol": "TCP"}]
     assert "to" not in dns
     assert {(port["port"], port["protocol"]) for port in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert bucket["ports"] == [{"port": 443, "protocol": "TCP"}]
 
 
 @pytest.mark.parametrize("target", OVERLAYS)
@@ -513,11 +515,34 @@ def test_task_workers_take_no_connections_and_reach_only_the_database(target):
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     assert "ingress" not in policy  # no rule: nothing may connect
-    database, _dns = policy["egress"]
+    database, _dns, bucket = policy["egress"]
     cluster = only(docs, "Cluster")["metadata"]["name"]
     assert database["to"] == [{"podSelector": {"matchLabels": {"cnpg.io/cluster": cluster}}}]
+    assert bucket["ports"] == [{"port": 443, "protocol": "TCP"}], "the orphan sweep's bucket"
     # The web pods' Service and disruption budget do not pick the workers up.
     assert not only(docs, "Service")["spec"]["selector"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_uploaded_files_live_in_a_bucket_whose_key_is_a_secret(target):
+    """Several pods share one store: S3 (FILES_URL), its key read from the Secret's files by
+    the migrate, app and worker containers alike; no key is ever in the ConfigMap."""
+    docs = render(target)
+    config = app_config(docs)
+    expected = "" if target == "overlays/dev" else "s3://keepnotes-files/media"
+    assert config["FILES_URL"] == expected
+    assert config["PROTECTED_FILES_DIR"].startswith("/tmp/"), "the only writable folder"
+    assert not any("SECRET" in name or "ACCESS_KEY" in name for name in config)
+    for name in ("keepnotes", "keepnotes-worker"):
+        pod = deployment(docs, name)["spec"]["template"]["spec"]
+        [volume] = [each for each in pod["volumes"] if each["name"] == "files-secret"]
+        assert volume["secret"]["secretName"] == "keepnotes-files-s3"
+        for container in pod["initContainers"] + pod["containers"]:
+            environment = {each["name"]: each.get("value") for each in container["env"]}
+            assert environment["AWS_ACCESS_KEY_ID_FILE"] == "/run/secrets/files/access-key-id"
+            assert environment["AWS_SECRET_ACCESS_KEY_FILE"].startswith("/run/secrets/files/")
+            mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+            assert mounts["files-secret"] == "/run/secrets/files"
 
 
 def test_production_runs_two_workers():

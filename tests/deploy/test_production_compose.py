@@ -139,7 +139,7 @@ def test_db_data_lives_in_a_named_volume_and_no_port_is_published(compose, servi
 def test_the_backup_service_runs_manage_py_protect_from_the_app_image(compose, services):
     backup, app = services["backup"], services["app"]
     assert backup["depends_on"]["db"]["condition"] == "service_healthy"
-    assert backup["volumes"] == ["backups:/backups"], "beside compose.yaml's"
+    assert backup["volumes"] == ["backups:/backups", "media:/media:ro"], "beside compose.yaml's"
     assert compose["volumes"]["backups"]["external"] is True, "down -v leaves it"
     # The app's image, settings and secrets: the same code and the same database.
     for key in ("build", "image", "secrets"):

@@ -66,6 +66,8 @@ class Stack:
             "POSTGRES_IMAGE": self.images.postgres,
             # The archive's external volume, this stack's own (made by `up`, removed by close).
             "BACKUP_VOLUME": self.backups_volume,
+            # The uploaded files' external volume, the same way.
+            "MEDIA_VOLUME": self.media_volume,
         }
         lines = []
         for line in (REPO / ".env.example").read_text().splitlines():
@@ -148,13 +150,19 @@ class Stack:
     def backups_volume(self) -> str:
         return f"{self.project}_backups"
 
+    @property
+    def media_volume(self) -> str:
+        return f"{self.project}_media"
+
     def up(self) -> float:
         """`up -d`, then wait for /readyz through the published port: seconds until ready.
 
-        The archive's volume is external: made first, as the README's one-time command does."""
+        The archive's and the files' volumes are external: made first, as the README's one-time
+        commands do."""
         started = time.monotonic()
-        self.volumes_seen.add(self.backups_volume)
-        self.engine.docker("volume", "create", self.backups_volume, timeout=120)
+        for volume in (self.backups_volume, self.media_volume):
+            self.volumes_seen.add(volume)
+            self.engine.docker("volume", "create", volume, timeout=120)
         try:
             self.compose("up", "--detach", timeout=600)
         except CommandFailed as error:

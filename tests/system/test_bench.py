@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import slow_clients
+from bench import downloads, slow_clients
 from bench.run import parse_arguments
 from bench.scenarios import (
     CONFIGS,
     P99_TARGET_SCENARIOS,
+    PHASE_SCENARIOS,
     RATIO_TARGETS,
     REFERENCES,
     SCENARIOS,
@@ -66,7 +67,8 @@ def test_every_scenario_and_configuration_is_measured_without_errors(quick_repor
     results, _ = quick_report
     report = json.loads((results / "latest" / "report.json").read_text())
     measured = {(row["scenario"], name) for row in report["medians"] for name in CONFIGS}
-    assert measured == {(scenario, name) for scenario in SCENARIOS for name in CONFIGS}
+    matrix = [scenario for scenario in SCENARIOS if scenario not in PHASE_SCENARIOS]
+    assert measured == {(scenario, name) for scenario in matrix for name in CONFIGS}
     for row in report["medians"]:
         for name in CONFIGS:
             assert row[name]["rps"] > 0, (row["scenario"], name)
@@ -96,6 +98,7 @@ def test_every_target_is_judged_with_its_number(quick_report):
     report = json.loads((results / "latest" / "report.json").read_text())
     levels = report["meta"]["plan"]["connections"]
     expected = len(RATIO_TARGETS) * len(levels) + len(P99_TARGET_SCENARIOS) + 2
+    expected += len(downloads.QUICK_SIZES)
     assert len(report["targets"]) == expected, [target["target"] for target in report["targets"]]
     for target in report["targets"]:
         assert target["met"] in (True, False), target
@@ -154,7 +157,8 @@ def test_the_markdown_report_has_the_table_and_the_targets(quick_report):
         assert f"| {name} req/s |" in markdown
     assert "| not measured" not in markdown, "the quick run measures every target"
     for scenario in SCENARIOS:
-        assert f"| {scenario} |" in markdown
+        # A phase of its own (the download phase) has its own section instead.
+        assert f"| {scenario} |" in markdown or scenario in PHASE_SCENARIOS
     assert markdown in stdout, "the command prints the table it wrote"
 
 
@@ -186,3 +190,14 @@ def test_scenarios_and_configurations_can_be_chosen_and_unknown_names_are_refuse
             parse_arguments(wrong)
         assert exit_.value.code == 2
         assert wrong[1] in capsys.readouterr().err
+
+
+def test_downloads_are_measured_against_nginxs_own_static_file(quick_report):
+    results, _ = quick_report
+    report = json.loads((results / "latest" / "report.json").read_text())
+    found = report["downloads"]
+    assert list(found) == list(downloads.QUICK_SIZES)
+    for row in found.values():
+        assert row["app_rps"] > 0 and row["static_rps"] > 0 and row["errors"] == 0, row
+    markdown = (results / "latest" / "report.md").read_text()
+    assert "## Downloads" in markdown and "download 1 MiB: >= 0.8x" in markdown

@@ -1,9 +1,11 @@
-"""Off-site, for real: `serve` with BACKUP_URL ships base backups and WAL to a SeaweedFS started
-here (endpoint and credentials as *_FILE secrets); the store goes down mid-run and comes back;
-then the whole data folder, local archive included, is lost, and `restore --to T` from the bucket
-brings back exactly the notes acknowledged before T.
+"""Off-site, for real: `serve` with BACKUP_URL ships base backups, WAL and uploaded files to a
+SeaweedFS started here (endpoint and credentials as *_FILE secrets); the store goes down mid-run
+and comes back; then the whole data folder, local archive and file store included, is lost, and
+`restore --to T` from the bucket brings back exactly the notes acknowledged before T, and the
+files their attachments name.
 """
 
+import os
 import re
 import time
 from datetime import UTC, datetime
@@ -14,6 +16,7 @@ from barman import xlog
 
 from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
+from tests.support.file_drills import delete, make_note, store_files, stored_name, upload_acked
 from tests.support.pitr import Writers, lose_folder, power_cut, stored_titles, wait_until
 from tests.support.processes import Server, manage
 from tests.support.seaweedfs import running_store
@@ -25,6 +28,11 @@ BUCKET = "keepnotes-backups"
 def store(tmp_path):
     with running_store(tmp_path / "seaweedfs", BUCKET) as store:
         yield store
+
+
+def files_waiting(server) -> int | None:
+    _, body = server.request("GET", "/readyz")
+    return body["archive"]["offsite_waiting_files"]
 
 
 def all_shipped(data_dir) -> bool:
@@ -47,11 +55,26 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
         # Done once the protection marks its chain (barman's backup.info appears at the start).
         marker = data_dir / "backups" / "wal"
         wait_until(lambda: list(marker.glob("*/OFFSITE_BASE")), "an off-site base backup")
-        writers = Writers(server, server.token(), count=3)
+        token = server.token()
+        writers = Writers(server, token, count=3)
+        note = make_note(server.port, token)
+        files = {name: os.urandom(100_000) for name in ("a", "b", "c")}
+        a = upload_acked(server.port, token, note, files["a"], "a.bin")
+        acked = time.monotonic()
+        key = f"app/keepnotes/files/{stored_name(files['a'])}"
+        wait_until(lambda: key in store.keys(BUCKET), "A off-site", timeout=10)
+        print(
+            f"\noff-site: a file reached the bucket {time.monotonic() - acked:.2f} s after its 201"
+        )
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - acked)))
+        store.stop()  # the outage: writes go on, the WAL and the files wait on the local disk
+        upload_acked(server.port, token, note, files["c"], "c.bin")
         time.sleep(1.5)
-        store.stop()  # the outage: writes go on, the WAL waits on the local disk
-        time.sleep(1.5)
+        # /readyz counts it as waiting for the store (so do `status` and the metrics).
+        assert files_waiting(server) == 1
         moment = time.time()
+        delete(server.port, token, note, a["id"])
+        upload_acked(server.port, token, note, files["b"], "b.bin")
         time.sleep(1.5)
         store.start()
         time.sleep(1.0)
@@ -64,6 +87,7 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
         time.sleep(3)
         status = manage(data_dir, "status", **environ)
         assert "0 WAL segments waiting" in status.stdout, status.stdout + status.stderr
+        assert "0 files waiting" in status.stdout, status.stdout
     finally:
         power_cut(server, data_dir)
     lose_folder(data_dir)  # the disk is gone: data, local archive and all
@@ -77,10 +101,18 @@ def test_offsite_drill_with_a_store_outage(tmp_path, store):
         re.fullmatch(r"app/keepnotes/wals/[0-9A-F]{16}/[0-9A-F]{24}\.gz", key) for key in keys
     )
 
+    for content in files.values():  # B too, acknowledged while the store was down
+        assert f"app/keepnotes/files/{stored_name(content)}" in keys
+
     target = datetime.fromtimestamp(moment, UTC).isoformat()
     restored = manage(data_dir, "restore", "--to", target, **environ)
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert "Restored from s3://" in restored.stdout
+    # The attachments of T, A and C, from the bucket alone, byte for byte.
+    expected = {stored_name(files["a"]): files["a"], stored_name(files["c"]): files["c"]}
+    assert store_files(data_dir / "files") == set(expected)
+    for name, content in expected.items():
+        assert (data_dir / "files" / name).read_bytes() == content
     titles = stored_titles(data_dir)
     before, after = writers.acked_before(moment), writers.sent_after(moment)
     assert len(before) > 10 and after

@@ -114,3 +114,12 @@ def test_an_unreachable_database_is_waited_for_then_reported(data_dir):
     assert result.returncode == 1
     assert "Waiting for the database" in result.stdout
     assert "did not answer within 2 s" in result.stderr
+
+
+def test_a_file_store_that_cannot_be_written_stops_start_up_in_one_line(data_dir, tmp_path):
+    blocker = tmp_path / "a-file-not-a-folder"
+    blocker.write_text("")
+    result = manage(data_dir, "prepare", PROTECTED_FILES_DIR=str(blocker / "files"))
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("CommandError: PROTECTED_FILES_DIR") and "not a writable folder" in line

@@ -8,6 +8,8 @@ from django.db import connection
 
 from backups.continuous.archive import Archive
 from backups.continuous.base_backup import take_base_backup
+from backups.continuous.files import drill_check, file_archive, offsite_files
+from backups.continuous.offsite import from_settings
 from backups.continuous.verify_restore import table_counts, verify_restore
 from backups.database import connect
 from backups.deprecated_forms import say_deprecated
@@ -99,6 +101,7 @@ class Command(BaseCommand):
                 data_dir=settings.DATA_DIR,
                 live_counts=live,
                 say=self.stdout.write,
+                check_files=drill_check(file_archive(folder), offsite_files(from_settings())),
             )
         except BackupError as error:
             raise CommandError(f"Restore drill failed: {error}") from None
@@ -114,7 +117,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Restore drill passed: {drill.base} and its WAL restored, started and read "
             f"({drill.reached}); {sum(drill.restored.values())} rows in "
-            f"{len(drill.restored)} tables."
+            f"{len(drill.restored)} tables; {drill.files} files they name, each intact in "
+            f"the archive."
         )
 
     def base_backup(self, folder: Path) -> None:

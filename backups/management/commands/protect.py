@@ -10,6 +10,7 @@ from django.db import connection
 
 from backups.continuous.archive import Archive
 from backups.continuous.configured_server import ConfiguredServer
+from backups.continuous.files import file_protection
 from backups.continuous.offsite import from_settings
 from backups.continuous.protection import Protection
 from backups.database import describe_database
@@ -59,14 +60,16 @@ class Command(BaseCommand):
             server.ensure_running()
         else:
             server = ConfiguredServer(connection.settings_dict, pgdata=archive.folder)
+        offsite = from_settings()
         protection = Protection(
             server=server,
             archive=archive,
             base_every=settings.BACKUP_BASE_EVERY,
             keep_days=settings.BACKUP_RETENTION,
             warn=lambda message: self.stderr.write(message),
-            offsite=from_settings(),
+            offsite=offsite,
             offsite_every=settings.BACKUP_OFFSITE_SECONDS,
+            files=file_protection(archive, offsite),
         )
         try:
             claimed = protection.claim()
@@ -80,11 +83,11 @@ class Command(BaseCommand):
             ready.say("elsewhere")
             self.stdout.write(f"Continuous backups into {archive.folder}: run by another process")
             return
-        offsite = f", shipped to {protection.offsite.describe()}" if protection.offsite else ""
+        shipped = f", shipped to {protection.offsite.describe()}" if protection.offsite else ""
         first = " (a first base backup now)" if protection.needs_base else ""
         self.stdout.write(
             f"Continuous backups of {describe_database(connection)} into {archive.folder}: WAL "
-            f"streamed as written{offsite}{first}"
+            f"streamed as written{shipped}{first}"
         )
         protection.start()
         while not protection.settled.wait(0.2) and protection.is_alive():

@@ -8,6 +8,7 @@ from django.db import connection
 
 from backups.continuous.archive import Archive
 from backups.continuous.branches import branches
+from backups.continuous.files import FilesRestore, file_archive, offsite_files
 from backups.continuous.mounted_data_folder import MountedDataFolder
 from backups.continuous.offsite import from_settings
 from backups.continuous.offsite_restore import OffSiteSource
@@ -132,6 +133,8 @@ class Command(BaseCommand):
         target = parse_target(options["to"]) if options["to"] is not None else None
         # The local archive when it has a base backup; else the off-site store, if configured.
         offsite = from_settings()
+        # The files the restored rows name are found (and checked) before anything is replaced.
+        files = FilesRestore(archive=file_archive(archive.folder), offsite=offsite_files(offsite))
         if offsite is not None and not archive.base_backups():
             if options["database"]:
                 raise CommandError(
@@ -139,12 +142,16 @@ class Command(BaseCommand):
                     "off-site store holds one database per BACKUP_URL."
                 )
             source = OffSiteSource(offsite)
-            self.restore_from(source=source, server=server, target=target, force=options["force"])
+            self.restore_from(
+                source=source, server=server, target=target, force=options["force"], files=files
+            )
         else:
             local = LocalSource(
                 archive, database=options["database"], offsite=offsite, say=self.stdout.write
             )
-            self.restore_from(source=local, server=server, target=target, force=options["force"])
+            self.restore_from(
+                source=local, server=server, target=target, force=options["force"], files=files
+            )
 
     def restore_from[Base: NamedBase](
         self,
@@ -153,14 +160,25 @@ class Command(BaseCommand):
         server: DataFolderServer,
         target: datetime | None,
         force: bool,
+        files: FilesRestore,
     ) -> None:
         done = restore_to(
-            server=server, source=source, target=target, force=force, say=self.stdout.write
+            server=server,
+            source=source,
+            target=target,
+            force=force,
+            say=self.stdout.write,
+            inspect=files.check_server,
         )
+        copied, removed = files.put_in_place()
         self.stdout.write(
             f"Restored from {source.describe()} to "
             f"{target.isoformat() if target else 'its newest point'} from base backup "
             f"{done.base.name} in {done.seconds:.1f} s ({done.reached})."
+        )
+        self.stdout.write(
+            f"Files: the restored rows name {len(files.found)}, each checked by its sha256; "
+            f"{copied} copied back into the store, {removed} no row names removed from it."
         )
         if done.moved_aside:
             self.stdout.write(

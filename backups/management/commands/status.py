@@ -203,6 +203,8 @@ def continuous_lines(report: dict | None) -> list[tuple[str, str]]:
     # Its base backups and window are printed with the inventory, from the folder itself.
     if report.get("offsite_waiting_segments") is not None:
         lines.append(("Off-site", f"{report['offsite_waiting_segments']} WAL segments waiting"))
+    if report.get("offsite_waiting_files") is not None:
+        lines.append(("Off-site files", f"{report['offsite_waiting_files']} files waiting"))
     lines.append(("Last error", report["last_error"] or "none (archive)"))
     if report.get("wal_queue_warning"):
         lines.append(("WARNING", report["wal_queue_warning"]))

@@ -7,7 +7,7 @@ from server.startup import StartupError, prepare
 class Command(BaseCommand):
     help = (
         "Run the start sequence without serving: database, wait, migrate (advisory-locked), "
-        "superuser. For one-shot migration jobs."
+        "superuser, a check of the file store. For one-shot migration jobs."
     )
 
     def handle(self, *args, **options):
