@@ -1,0 +1,242 @@
+"""A real failover: the primary dies under load, Patroni promotes a standby, nothing is lost.
+
+etcd and three Patroni nodes (synchronous_mode: a commit is acknowledged once a standby has it
+too) run the wheel's PostgreSQL on loopback; `serve` runs against all three in one multi-host
+DATABASE_URL (target_session_attrs=read-write). Writers POST notes with Idempotency-Keys and
+retry each 503 with the same key, recording every acknowledgement; then the primary's postmaster
+and its Patroni are SIGKILLed. Every acknowledged note must be on the new primary, exactly once,
+and every answer meanwhile a 201 or a JSON 503. The old primary then rejoins (pg_rewind) and a
+second failover loses nothing either. The negative control turns synchronous replication off
+and holds the primary's WAL senders: the same failover then loses acknowledged writes.
+
+One cluster and one `serve` for the module: the tests run in order, each from where the last
+left the cluster. The figures are printed (`pytest -s`); docs/scaling.md keeps measured runs.
+"""
+
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.support.databases import SECRET_KEY
+from tests.support.patroni import Cluster, Node, wait_until
+from tests.support.processes import Server
+
+WRITERS = 4
+# Writes acknowledged before the kill, and after the first one on the new primary.
+WRITES_BEFORE = 20
+WRITES_AFTER = 20
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = Cluster(tmp_path_factory.mktemp("failover"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def app(cluster, tmp_path_factory):
+    server = Server(
+        tmp_path_factory.mktemp("app") / "data",
+        DATABASE_URL=cluster.database_url(),
+        DJANGO_SECRET_KEY=SECRET_KEY,
+    )
+    try:
+        yield server, server.token()
+    finally:
+        server.stop()
+
+
+def call(port: int, method: str, path: str, token: str, body=None, key: str | None = None):
+    """One request: its status, headers and body (parsed when JSON, else None)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    try:
+        connection.request(method, path, body=json.dumps(body) if body else None, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if not response.getheader("Content-Type", "").startswith("application/json"):
+        parsed = None
+    return response.status, response, parsed
+
+
+@dataclass
+class Run:
+    """What the writers saw: each acknowledged title, and every answer that was not a 201/503."""
+
+    acknowledged: dict = field(default_factory=dict)  # title -> when (monotonic) and start
+    unexpected: list = field(default_factory=list)
+    retries: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def first_write_started_after(self, moment: float) -> float | None:
+        with self.lock:
+            done = [ended for started, ended in self.acknowledged.values() if started > moment]
+        return min(done) if done else None
+
+    def count_after(self, moment: float) -> int:
+        with self.lock:
+            return sum(started > moment for started, _ in self.acknowledged.values())
+
+
+def writer(port: int, token: str, run: Run) -> None:
+    """POST notes one after another; retry each 503 (or a lost answer) with the same key."""
+    while not run.stop.is_set():
+        title = f"note {uuid.uuid4()}"
+        while not run.stop.is_set():
+            started = time.monotonic()
+            try:
+                status, response, body = call(
+                    port, "POST", "/api/v1/notes", token, {"title": title}, key=title
+                )
+            except OSError as error:  # no answer: unknown outcome, retry with the same key
+                with run.lock:
+                    run.retries += 1
+                    run.unexpected.append(("no answer", repr(error)))
+                continue
+            if status == 201 and body is not None and body["title"] == title:
+                with run.lock:
+                    run.acknowledged[title] = (started, time.monotonic())
+                break
+            with run.lock:
+                run.retries += 1
+                if status != 503 or body is None or response.getheader("Retry-After") is None:
+                    run.unexpected.append((status, body))
+            time.sleep(0.1)
+
+
+def titles_on(node: Node) -> list[str]:
+    with node.connect() as connection:
+        return [title for (title,) in connection.execute("SELECT title FROM notes_note")]
+
+
+@dataclass
+class Figures:
+    kill_to_first_write: float
+    lost: int
+    duplicates: int
+    unexpected: list
+    acknowledged: int
+    retries: int
+
+
+def kill_leader(leader: Node, run: Run) -> float:
+    killed_at = time.monotonic()
+    leader.kill()
+    return killed_at
+
+
+def fail_over(cluster: Cluster, app, kill=kill_leader) -> tuple[Figures, Node]:
+    """Writers on, `kill(leader, run)` once WRITES_BEFORE are acknowledged (it returns when it
+    killed), then the writers off once WRITES_AFTER more are acknowledged."""
+    server, token = app
+    old = cluster.wait_for_leader(timeout=60)
+    run = Run()
+    threads = [
+        threading.Thread(target=writer, args=(server.port, token, run)) for _ in range(WRITERS)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: len(run.acknowledged) >= WRITES_BEFORE, timeout=60, what="writes")
+        killed_at = kill(old, run)
+        new = cluster.wait_for_leader(timeout=90, other_than=old)
+        wait_until(
+            lambda: run.count_after(killed_at) >= WRITES_AFTER,
+            timeout=90,
+            what="writes on the new primary",
+        )
+    finally:
+        run.stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    first = run.first_write_started_after(killed_at)
+    assert first is not None
+    stored = titles_on(new)
+    figures = Figures(
+        kill_to_first_write=first - killed_at,
+        lost=len(set(run.acknowledged) - set(stored)),
+        duplicates=len(stored) - len(set(stored)),
+        unexpected=run.unexpected,
+        acknowledged=len(run.acknowledged),
+        retries=run.retries,
+    )
+    print(f"\nfailover {old.name} -> {new.name}: {figures}")
+    return figures, old
+
+
+def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(cluster, app):
+    server, token = app
+    before = call(server.port, "GET", "/readyz", token)[2]["primary"]
+    figures, _ = fail_over(cluster, app)
+    assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
+    assert figures.kill_to_first_write < 30
+
+    # /readyz names the new primary, and when this process found it.
+    after = wait_until(
+        lambda: call(server.port, "GET", "/readyz", token)[2].get("primary"),
+        timeout=10,
+        what="a primary in /readyz",
+    )
+    leader = cluster.leader()
+    assert leader is not None and after["host"] == leader.address != before["host"]
+    assert after["since"] > before["since"]
+
+
+def test_the_old_primary_rejoins_and_a_second_failover_loses_nothing(cluster, app):
+    old = next(node for node in cluster.nodes if node.process.poll() is not None)
+    old.start()
+    cluster.wait_for_replicas(2)
+    print(f"\n{old.name} rejoined; pg_rewind ran: {'pg_rewind' in old.log.read_text()}")
+    figures, second = fail_over(cluster, app)
+    assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
+    assert figures.kill_to_first_write < 30
+    second.start()
+    cluster.wait_for_replicas(2)
+
+
+def test_without_synchronous_replication_a_failover_loses_acknowledged_writes(cluster, app):
+    """The negative control: asynchronous standbys that have not received the last writes."""
+    cluster.patch_config({"synchronous_mode": False})
+    wait_until(
+        lambda: all(m["role"] != "sync_standby" for m in cluster.members()),
+        timeout=30,
+        what="no synchronous standby",
+    )
+
+    def hold_wal_then_kill(leader: Node, run: Run) -> float:
+        # Stop the primary's WAL senders: commits acknowledged from here on reach no standby.
+        # (Stopping the standbys' receivers instead loses nothing: what was sent waits in their
+        # sockets and is read once they resume.)
+        held = leader.wal_sender_pids()
+        for pid in held:
+            os.kill(pid, signal.SIGSTOP)
+        held_at = time.monotonic()
+        wait_until(lambda: run.count_after(held_at) >= 10, timeout=30, what="unreplicated writes")
+        killed_at = time.monotonic()
+        for pid in held:
+            os.kill(pid, signal.SIGKILL)
+        leader.kill()
+        return killed_at
+
+    figures, _ = fail_over(cluster, app, hold_wal_then_kill)
+    assert figures.lost > 0, "without synchronous replication the failover lost nothing"
+    assert figures.unexpected == []
