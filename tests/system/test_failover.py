@@ -250,6 +250,29 @@ def test_the_old_primary_rejoins_and_a_second_failover_loses_nothing(cluster, ap
     cluster.wait_for_replicas(2)
 
 
+def test_a_primary_cut_off_and_back_keeps_no_write_it_acknowledged_alone(cluster, app):
+    """A partition, as a pause: the primary's postmaster and Patroni stop (SIGSTOP), its open
+    sessions do not. Its leader key expires and a standby is promoted; then it comes back, finds
+    itself fenced, and Patroni demotes it. Commits it takes meanwhile wait on a standby that
+    is gone: none is acknowledged, so none is lost.
+    """
+    partitioned: list[Node] = []
+
+    def pause(leader: Node, run: Run) -> float:
+        paused_at = time.monotonic()
+        leader.signal(signal.SIGSTOP)
+        partitioned.append(leader)
+        cluster.wait_for_leader(timeout=90, other_than=leader)
+        leader.signal(signal.SIGCONT)
+        return paused_at
+
+    figures, old = fail_over(cluster, app, pause)
+    assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
+    wait_until(lambda: old.state().get("role") == "replica", timeout=60, what="a demotion")
+    cluster.wait_for_replicas(2)
+    assert old.state().get("timeline") == cluster.wait_for_leader(timeout=10).state()["timeline"]
+
+
 def test_without_synchronous_replication_a_failover_loses_acknowledged_writes(cluster, app):
     """The negative control: asynchronous standbys that have not received the last writes."""
     cluster.patch_config({"synchronous_mode": False})
