@@ -119,6 +119,9 @@ class Node:
                 "dcs": {
                     **DCS_TIMING,
                     "synchronous_mode": cluster.synchronous,
+                    # Never turned off for want of a standby: a commit is acknowledged on two
+                    # nodes or not at all (CloudNativePG's dataDurability: required).
+                    "synchronous_mode_strict": cluster.synchronous,
                     "postgresql": {
                         "use_pg_rewind": True,
                         "parameters": {
@@ -274,14 +277,15 @@ class Cluster:
     def start(self) -> "Cluster":
         self.base.mkdir(parents=True, exist_ok=True)
         self.etcd = Etcd(self.base)
-        # The first node bootstraps alone; the others then copy it (pg_basebackup).
+        # The first node bootstraps alone; the others then copy it (pg_basebackup). Strict
+        # synchronous mode holds every commit until a standby has it: the database comes after.
         self.nodes[0].start()
-        leader = self.wait_for_leader(timeout=60)
-        with leader.connect(dbname="postgres") as connection:
-            connection.execute(f"CREATE DATABASE {DATABASE}")
+        self.wait_for_leader(timeout=60)
         for node in self.nodes[1:]:
             node.start()
         self.wait_for_replicas(len(self.nodes) - 1)
+        with self.wait_for_leader(timeout=10).connect(dbname="postgres") as connection:
+            connection.execute(f"CREATE DATABASE {DATABASE}")
         return self
 
     def stop(self) -> None:

@@ -275,7 +275,7 @@ def test_a_primary_cut_off_and_back_keeps_no_write_it_acknowledged_alone(cluster
 
 def test_without_synchronous_replication_a_failover_loses_acknowledged_writes(cluster, app):
     """The negative control: asynchronous standbys that have not received the last writes."""
-    cluster.patch_config({"synchronous_mode": False})
+    cluster.patch_config({"synchronous_mode": False, "synchronous_mode_strict": False})
     wait_until(
         lambda: all(m["role"] != "sync_standby" for m in cluster.members()),
         timeout=30,
