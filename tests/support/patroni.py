@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
+from core.processes import process_alive
 from pgembedded.programs import binaries, run_as_unprivileged_prefix
 from tests.support.processes import free_port
 
@@ -160,11 +161,14 @@ class Node:
                     "local all all scram-sha-256",
                     "host all all 127.0.0.1/32 scram-sha-256",
                     "host replication replicator 127.0.0.1/32 scram-sha-256",
+                    # The continuous archive's pg_receivewal and pg_basebackup (`protect`).
+                    "host replication postgres 127.0.0.1/32 scram-sha-256",
                 ],
             },
         }
 
     def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, f"{self.name} runs"
         (self.folder / "socket").mkdir(parents=True, exist_ok=True)
         config = self.folder / "patroni.yml"
         config.write_text(yaml.safe_dump(self.config()))
@@ -210,23 +214,20 @@ class Node:
     def kill(self) -> None:
         """SIGKILL the postmaster and Patroni: a crashed machine, as far as PostgreSQL can tell.
 
-        The postmaster's children notice it died and exit by themselves.
+        The postmaster's children notice it died and exit by themselves: waited for, so that
+        nothing of this node still holds a client's session.
         """
+        pid = self.postmaster_pid()
+        children = []
+        if pid is not None:
+            found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+            children = [int(child) for child in found.stdout.split()]
         self.signal(signal.SIGKILL)
         if self.process is not None:
             self.process.wait(timeout=30)
-        wait_until(lambda: not self._any_backend(), timeout=30, what="its backends ending")
-
-    def _any_backend(self) -> bool:
-        found = subprocess.run(["pgrep", "-f", f"-D {self.data_dir}"], capture_output=True)
-        if found.returncode == 0:
-            return True
-        # Children carry their own titles; they are gone once nothing listens on the port.
-        try:
-            psycopg.connect(host="127.0.0.1", port=self.pg_port, connect_timeout=1).close()
-        except psycopg.OperationalError as error:
-            return "password" in str(error)
-        return True
+        wait_until(
+            lambda: not any(map(process_alive, children)), timeout=30, what="its backends ending"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
