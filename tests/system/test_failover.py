@@ -16,17 +16,23 @@ left the cluster. The figures are printed (`pytest -s`); docs/scaling.md keeps m
 import http.client
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
 
+from backups.continuous.protection import APPLICATION, SLOT
+from pgembedded.postgres import EmbeddedPostgres
 from tests.support.databases import SECRET_KEY
-from tests.support.patroni import Cluster, Node, wait_until
-from tests.support.processes import Server
+from tests.support.patroni import DATABASE, Cluster, Node, wait_until
+from tests.support.processes import REPO, Server, command_env, manage
 
 WRITERS = 4
 # Writes acknowledged before the kill, and after the first one on the new primary.
@@ -36,7 +42,11 @@ WRITES_AFTER = 20
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    cluster = Cluster(tmp_path_factory.mktemp("failover"))
+    # The archive's slot on every node, kept up to date on the standbys by Patroni, so that
+    # pg_receivewal finds it on whichever node is promoted (docs/scaling.md says why not
+    # PostgreSQL's own failover slots).
+    slots = {SLOT: {"type": "physical"}}
+    cluster = Cluster(tmp_path_factory.mktemp("failover"), permanent_slots=slots)
     try:
         yield cluster.start()
     finally:
@@ -44,7 +54,44 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app(cluster, tmp_path_factory):
+def archive(cluster, tmp_path_factory):
+    """`manage.py protect` against the cluster: WAL streamed and base backups, as compose's
+    `backup` service runs it for a configured server; yields the archive's folder."""
+    folder = tmp_path_factory.mktemp("archive")
+    reading, writing = os.pipe()
+    with open(folder.parent / "protect.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "protect", f"--ready-fd={writing}"],
+            cwd=REPO,
+            env=command_env(
+                folder / "data",
+                DATABASE_URL=cluster.database_url(),
+                DJANGO_SECRET_KEY=SECRET_KEY,
+                BACKUP_DIR=str(folder / "backups"),
+            ),
+            pass_fds=(writing,),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    os.close(writing)
+    with os.fdopen(reading) as pipe:
+        assert pipe.readline().strip() == "protected", (folder.parent / "protect.log").read_text()
+    try:
+        yield folder / "backups", process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def acknowledged() -> set:
+    """Every note acknowledged with synchronous replication on, across the module's tests."""
+    return set()
+
+
+@pytest.fixture(scope="module")
+def app(cluster, archive, tmp_path_factory):
     server = Server(
         tmp_path_factory.mktemp("app") / "data",
         DATABASE_URL=cluster.database_url(),
@@ -130,6 +177,7 @@ def titles_on(node: Node) -> list[str]:
 
 @dataclass
 class Figures:
+    titles: set = field(repr=False)
     kill_to_first_write: float
     lost: int
     duplicates: int
@@ -207,6 +255,7 @@ def fail_over(cluster: Cluster, app, kill=kill_leader) -> tuple[Figures, Node]:
     assert first is not None
     stored = titles_on(new)
     figures = Figures(
+        titles=set(run.acknowledged),
         kill_to_first_write=first - killed_at,
         lost=len(set(run.acknowledged) - set(stored)),
         duplicates=len(stored) - len(set(stored)),
@@ -218,10 +267,11 @@ def fail_over(cluster: Cluster, app, kill=kill_leader) -> tuple[Figures, Node]:
     return figures, old
 
 
-def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(cluster, app):
+def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(cluster, app, acknowledged):
     server, token = app
     before = call(server.port, "GET", "/readyz", token)[2]["primary"]
     figures, _ = fail_over(cluster, app)
+    acknowledged |= figures.titles
     assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
     assert figures.kill_to_first_write < 30
 
@@ -236,7 +286,7 @@ def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(cluster, 
     assert after["since"] > before["since"]
 
 
-def test_the_old_primary_rejoins_and_a_second_failover_loses_nothing(cluster, app):
+def test_the_old_primary_rejoins_and_a_second_failover_loses_nothing(cluster, app, acknowledged):
     old = next(node for node in cluster.nodes if node.process.poll() is not None)
     old.start()
     cluster.wait_for_replicas(2)
@@ -244,13 +294,16 @@ def test_the_old_primary_rejoins_and_a_second_failover_loses_nothing(cluster, ap
     # This time every writer's commit is in flight, on the primary's disk and on no standby's,
     # when the primary dies: none may be answered 201, and each retry must write it once.
     figures, second = fail_over(cluster, app, hold_wal_then_kill(every_writer_waiting_on_a_standby))
+    acknowledged |= figures.titles
     assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
     assert figures.kill_to_first_write < 30
     second.start()
     cluster.wait_for_replicas(2)
 
 
-def test_a_primary_cut_off_and_back_keeps_no_write_it_acknowledged_alone(cluster, app):
+def test_a_primary_cut_off_and_back_keeps_no_write_it_acknowledged_alone(
+    cluster, app, acknowledged
+):
     """A partition, as a pause: the primary's postmaster and Patroni stop (SIGSTOP), its open
     sessions do not. Its leader key expires and a standby is promoted; then it comes back, finds
     itself fenced, and Patroni demotes it. Commits it takes meanwhile wait on a standby that
@@ -267,6 +320,7 @@ def test_a_primary_cut_off_and_back_keeps_no_write_it_acknowledged_alone(cluster
         return paused_at
 
     figures, old = fail_over(cluster, app, pause)
+    acknowledged |= figures.titles
     assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
     wait_until(lambda: old.state().get("role") == "replica", timeout=60, what="a demotion")
     cluster.wait_for_replicas(2)
@@ -285,3 +339,50 @@ def test_without_synchronous_replication_a_failover_loses_acknowledged_writes(cl
     figures, _ = fail_over(cluster, app, hold_wal_then_kill(ten_more_acknowledged))
     assert figures.lost > 0, "without synchronous replication the failover lost nothing"
     assert figures.unexpected == []
+
+
+def test_the_archive_followed_every_failover_and_restores_every_acknowledged_note(
+    cluster, archive, acknowledged, tmp_path
+):
+    """With every node's data gone, `restore --latest` from the archive alone has them all."""
+    folder, protect = archive
+    leader = cluster.wait_for_leader(timeout=60)
+    timeline = leader.state()["timeline"]
+
+    def archived_all_the_primary_wrote() -> bool:
+        with leader.connect() as connection:
+            row = connection.execute(
+                "SELECT flush_lsn >= pg_current_wal_lsn() FROM pg_stat_replication "
+                "WHERE application_name = %s",
+                [APPLICATION],
+            ).fetchone()
+        return bool(row and row[0])
+
+    # The archive streams from the newest primary, and has all it wrote; the history of every
+    # switch is kept (restore follows them to the newest).
+    wait_until(archived_all_the_primary_wrote, timeout=60, what="the archive catching up")
+    (chain,) = folder.glob("wal/*")  # one history: no second chain, no gap
+    wal = set(os.listdir(chain))
+    assert {f"{number:08X}.history" for number in range(2, timeline + 1)} <= wal, sorted(wal)
+    protect.terminate()
+    assert protect.wait(timeout=30) == 0
+    cluster.stop()
+    for node in cluster.nodes:
+        shutil.rmtree(node.data_dir)
+
+    restored = manage(tmp_path / "restored", "restore", "--latest", BACKUP_DIR=str(folder))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    server = EmbeddedPostgres(tmp_path / "restored")
+    server.ensure_running()
+    try:
+        with server.connect(dbname=DATABASE) as connection:
+            titles = Counter(t for (t,) in connection.execute("SELECT title FROM notes_note"))
+    finally:
+        server.leave()
+    missing = acknowledged - set(titles)
+    print(
+        f"\nrestored {sum(titles.values())} notes; acknowledged {len(acknowledged)}, "
+        f"missing {len(missing)}"
+    )
+    assert missing == set()
+    assert max(titles.values()) == 1
