@@ -6,6 +6,7 @@ wheel. As root, Patroni runs in the same user namespace as pgembedded's own prog
 pg_rewind and pg_basebackup, are not root. Passwords are generated per cluster.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -212,10 +213,10 @@ class Node:
             os.kill(self.process.pid, signum)
 
     def kill(self) -> None:
-        """SIGKILL the postmaster and Patroni: a crashed machine, as far as PostgreSQL can tell.
+        """SIGKILL Patroni, the postmaster and its children at once: a crashed machine.
 
-        The postmaster's children notice it died and exit by themselves: waited for, so that
-        nothing of this node still holds a client's session.
+        Killed alone, the postmaster leaves its children to notice and exit: for a few
+        milliseconds a session could still commit (to the synchronous standby as well).
         """
         pid = self.postmaster_pid()
         children = []
@@ -223,6 +224,9 @@ class Node:
             found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
             children = [int(child) for child in found.stdout.split()]
         self.signal(signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         if self.process is not None:
             self.process.wait(timeout=30)
         wait_until(
