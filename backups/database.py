@@ -1,7 +1,11 @@
 """Django's connection as the backup commands use it: opened with one clear line on failure."""
 
+from typing import cast
+
 from django.conf import settings
 from django.db import OperationalError
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLWrapper
 
 from backups.errors import BackupError
 from core.errors import first_line
@@ -19,6 +23,12 @@ def connect(connection) -> None:
             f"Cannot connect to the database ({first_line(error, 'no answer')}). "
             "Check DATABASE_URL / DB_HOST."
         ) from None
+
+
+def server_version(connection: BaseDatabaseWrapper) -> int:
+    """The server's version number (180001 is 18.1). Django types its connection as any
+    backend's; this project's ENGINE is always PostgreSQL's (core.database, pgembedded.backend)."""
+    return cast(PostgreSQLWrapper, connection).pg_version
 
 
 def describe_database(connection) -> str:

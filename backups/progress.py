@@ -11,10 +11,9 @@ import time
 from collections.abc import Callable
 
 from backups.errors import BackupError
+from core.say import Say
 
 PROGRESS_INTERVAL = 5.0
-
-Say = Callable[[str], None]
 
 
 def run_with_progress(
@@ -91,7 +90,8 @@ class StderrLines(threading.Thread):
 
     def __init__(self, stream, progress: Progress | None = None):
         super().__init__(daemon=True)
-        self.stream, self.progress, self.lines = stream, progress, []
+        self.stream, self.progress = stream, progress
+        self.lines: list[str] = []
         self.start()
 
     def run(self) -> None:

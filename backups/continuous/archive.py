@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from barman import xlog
+
 from backups.errors import BackupError
 from backups.tools import tool
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 LEDGER = "SHA256SUMS"
 # pg_basebackup's manifest names the database it copied near its start (PostgreSQL 17 and on).
 SYSTEM_IDENTIFIER = re.compile(rb'"System-Identifier": (\d+)')
@@ -148,18 +149,19 @@ class Archive:
         timeline = re.search(r"START TIMELINE: (\d+)", label)
         if not wal or not timeline:
             raise BackupError(f"{path}/backup_label does not name its first WAL segment.")
+        start_wal, timeline_id = wal.group(1), int(timeline.group(1))
         data = {
             "started": started.isoformat(),
             "ended": ended.isoformat(),
-            "start_wal": wal.group(1),
-            "timeline": int(timeline.group(1)),
+            "start_wal": start_wal,
+            "timeline": timeline_id,
             "chain": chain,
         }
         info = path.with_name(path.name + ".json")
         draft = info.with_name(info.name + ".partial")
         draft.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(draft, info)
-        return BaseBackup(path, started, ended, data["start_wal"], data["timeline"], chain)
+        return BaseBackup(path, started, ended, start_wal, timeline_id, chain)
 
     # -- WAL ---------------------------------------------------------------------------------------
 
@@ -168,7 +170,7 @@ class Archive:
         folder = self.wal_dir(chain)
         if not folder.is_dir():
             return []
-        return sorted(path for path in folder.iterdir() if SEGMENT.match(path.name))
+        return sorted(path for path in folder.iterdir() if xlog.is_wal_file(path.name))
 
     def newest_wal_time(self, chains: list[str] | None = None) -> datetime | None:
         """When the receiver last wrote WAL (into `chains`, or any): the latest restorable point."""
@@ -177,7 +179,7 @@ class Archive:
             for chain in (self.chains() if chains is None else chains)
             if self.wal_dir(chain).is_dir()
             for path in self.wal_dir(chain).iterdir()
-            if SEGMENT.match(path.name.removesuffix(".partial"))
+            if xlog.is_wal_file(path.name) or xlog.is_partial_file(path.name)
         ]
         return datetime.fromtimestamp(max(times), UTC) if times else None
 
@@ -227,7 +229,7 @@ class Archive:
         """Refuse when a recorded segment from `first` on no longer matches its sha256."""
         known = self.recorded_checksums(chain)
         for path in self.segments(chain):
-            if path.name[8:] < first[8:] or path.name not in known:
+            if stream_position(path.name) < stream_position(first) or path.name not in known:
                 continue
             if sha256_of(path) != known[path.name]:
                 raise BackupError(
@@ -279,6 +281,12 @@ class Archive:
                 remove_tree(path)
             else:
                 path.unlink(missing_ok=True)
+
+
+def stream_position(segment: str) -> tuple[int, int]:
+    """Where the WAL segment named `segment` is in the stream, whatever its timeline."""
+    _timeline, log, number = xlog.decode_segment_name(segment)
+    return log, number
 
 
 def sha256_of(path: Path) -> str:

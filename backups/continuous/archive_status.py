@@ -51,6 +51,7 @@ def archive_report(archive: Archive, fetchone, *, running: bool, disk: Path) -> 
         return report
     active, unarchived, flush_lag, retained = row
     unarchived, retained = int(unarchived or 0), int(retained or 0)
+    rpo: float | None
     if unarchived <= 0:
         rpo = 0.0
     elif active and flush_lag is not None:
@@ -71,9 +72,9 @@ def archive_report(archive: Archive, fetchone, *, running: bool, disk: Path) -> 
 def offsite_waiting(archive: Archive) -> int | None:
     """Complete WAL segments not sent off-site yet; None when nothing is sent off-site."""
     chain = archive.current_chain()
-    folder = archive.wal_dir(chain) if chain else None
-    if folder is None or not (folder / SHIPPED).exists():
+    if chain is None or not (archive.wal_dir(chain) / SHIPPED).exists():
         return None
+    folder = archive.wal_dir(chain)
     shipped = set((folder / SHIPPED).read_text().split())
     return sum(path.name not in shipped for path in archive.segments(chain))
 
@@ -89,9 +90,9 @@ def readiness_entry() -> dict | None:
     """`/readyz`'s `archive` entry: reported, never fatal (serving goes on without it); None
     before `serve` first started the protection (nothing archived, nothing to report)."""
     from django.conf import settings
-    from django.db import connection
 
     from backups.folder import default_folder
+    from pgembedded.backend.base import embedded_server
 
     archive = Archive(default_folder())
     if not settings.EMBEDDED_DATABASE or archive.current_chain() is None:
@@ -99,7 +100,7 @@ def readiness_entry() -> dict | None:
     if not settings.BACKUP_PROTECTION:
         return {"state": "off"}
     try:
-        server = connection.embedded_server()
+        server = embedded_server()
         report = archive_report(archive, django_fetchone, running=True, disk=server.pgdata)
     except Exception as error:  # a probe must answer whatever happens
         return {"state": "unknown", "error": str(error).splitlines()[0][:200]}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from barman import xlog
+
 from backups.continuous.archive import Archive, BaseBackup
 
 
@@ -36,10 +38,6 @@ class Branch:
     @property
     def served_from(self) -> datetime:
         return self.base_backups[0].ended
-
-
-def history_file(timeline: int) -> str:
-    return f"{timeline:08X}.history"
 
 
 def read_fork(path: Path) -> Fork | None:
@@ -68,7 +66,7 @@ def branches(archive: Archive) -> list[Branch]:
             Branch(
                 chain=chain,
                 timeline=timeline,
-                fork=read_fork(archive.wal_dir(chain) / history_file(timeline)),
+                fork=read_fork(archive.wal_dir(chain) / xlog.encode_history_file_name(timeline)),
                 system_identifier=backups[0].system_identifier,
                 base_backups=backups,
                 latest=max(wal, backups[-1].ended) if wal else backups[-1].ended,

@@ -7,6 +7,7 @@ archive's, which on compose is the same Docker data root as the db volume.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -15,13 +16,15 @@ from backups.tools import libpq_environment
 
 @dataclass(frozen=True)
 class ConfiguredServer:
-    settings_dict: dict
+    settings_dict: dict[str, Any]
     pgdata: Path  # the folder whose disk is watched (see above)
 
-    def connection_settings(self) -> dict:
+    def connection_settings(self) -> dict[str, Any]:
         return self.settings_dict
 
-    def connect(self, dbname: str | None = None, connect_timeout: int = 5, **kwargs):
+    def connect(
+        self, dbname: str | None = None, connect_timeout: int = 5, **kwargs: Any
+    ) -> psycopg.Connection[Any]:
         environ = libpq_environment(self.settings_dict)
         return psycopg.connect(
             host=environ.get("PGHOST"),

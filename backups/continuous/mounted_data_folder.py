@@ -7,16 +7,16 @@ this image's own PostgreSQL 18, and the data it replaces is moved aside, never d
 `db` service then starts on the result (its entrypoint gives the files to its `postgres` user).
 """
 
-import contextlib
-import fcntl
 import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 import psycopg
 
 from backups.tools import libpq_environment
+from core.files import locked_file
 
 PORT = 5432  # of the restore's own server: a private socket, no TCP
 
@@ -24,7 +24,9 @@ PORT = 5432  # of the restore's own server: a private socket, no TCP
 @dataclass(frozen=True)
 class MountedDataFolder:
     pgdata: Path
-    settings_dict: dict  # the configured server's (DB_HOST...): who it is, and whether it runs
+    settings_dict: dict[
+        str, Any
+    ]  # the configured server's (DB_HOST...): who it is, and whether it runs
 
     @property
     def data_dir(self) -> Path:
@@ -42,13 +44,15 @@ class MountedDataFolder:
     def log_file(self) -> Path:
         return self.data_dir / "keepnotes-restore.log"
 
-    def connection_settings(self) -> dict:
+    def connection_settings(self) -> dict[str, Any]:
         return self.settings_dict
 
     def password(self) -> str:
         return libpq_environment(self.settings_dict).get("PGPASSWORD", "")
 
-    def connect(self, dbname: str = "postgres", connect_timeout: int = 5, **kwargs):
+    def connect(
+        self, dbname: str = "postgres", connect_timeout: int = 5, **kwargs: Any
+    ) -> psycopg.Connection[Any]:
         """The restore's own server, over its socket."""
         kwargs.setdefault("password", self.password())
         return psycopg.connect(
@@ -60,12 +64,10 @@ class MountedDataFolder:
             **kwargs,
         )
 
-    @contextlib.contextmanager
-    def start_lock(self):
+    def start_lock(self) -> TextIO:
+        """Held (`with`) while a restore replaces the folder: one restore at a time."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.data_dir / "keepnotes-restore.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+        return locked_file(self.data_dir / "keepnotes-restore.lock")
 
     def in_use(self) -> str | None:
         """The configured server, when it answers: it runs on this folder (another container)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from backups.continuous.offsite import OffSite, OffSiteBackup
 from backups.errors import BackupError
+from core.say import Say
 
 
 class OffSiteSource:
@@ -46,7 +47,7 @@ class OffSiteSource:
         (each restore takes one above all), also before its first off-site base backup."""
         return base.timeline if target is not None else "latest"
 
-    def check(self, base: OffSiteBackup, say) -> None:
+    def check(self, base: OffSiteBackup, say: Say) -> None:
         say(f"Restoring off-site base backup {base.backup_id} from {self.describe()}")
 
     def fill(self, scratch: Path, base: OffSiteBackup) -> str:

@@ -7,31 +7,71 @@ target and is promoted. Only then is the current data folder moved aside (never 
 restored one put in its place. Any failure on the way leaves the current data as it was.
 """
 
-import re
 import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
+from barman import xlog
 from psycopg import sql
 
-from backups.continuous.archive import Archive, BaseBackup, History
+from backups.continuous.archive import Archive, BaseBackup, History, stream_position
 from backups.continuous.base_backup import verify
-from backups.continuous.branches import history_file, history_files
+from backups.continuous.branches import history_files
+from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
+from core.say import Say
 from pgembedded import access, cluster
 from pgembedded.errors import EmbeddedPostgresError
 from pgembedded.postgres import SUPERUSER
+from pgembedded.roles import DataFolderServer
 
 RESTORE_WAL = "restore_wal"  # inside the scratch folder, so PostgreSQL's user can read it
 RECOVERY_SECONDS = 600
 
 
+class NamedBase(Protocol):
+    """A base backup as a restore reports it: local (`BaseBackup`) or off-site (`OffSiteBackup`)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class RestoreSource[Base: NamedBase](Protocol):
+    """Where a restore takes its base backup and WAL from, `Base` being its kind of base backup:
+    the local archive (`LocalSource`) or the off-site store (`offsite_restore.OffSiteSource`)."""
+
+    def describe(self) -> str:
+        """Where it is, in words."""
+        ...
+
+    def choose(self, target: datetime | None) -> Base:
+        """The base backup to replay from to reach `target` (None: its newest point)."""
+        ...
+
+    def latest(self) -> datetime | None:
+        """The newest point its WAL reaches; None when it cannot tell."""
+        ...
+
+    def timeline(self, base: Base, target: datetime | None) -> int | str:
+        """recovery_target_timeline: a timeline, or 'latest'."""
+        ...
+
+    def check(self, base: Base, say: Say) -> None:
+        """Refuse (BackupError) a damaged base backup or WAL, before anything is changed."""
+        ...
+
+    def fill(self, scratch: Path, base: Base) -> str:
+        """The base backup into `scratch`; the restore_command that gives PostgreSQL its WAL."""
+        ...
+
+
 @dataclass(frozen=True)
-class Restored:
-    base: object  # the base backup restored (local or off-site)
+class Restored[Base: NamedBase]:
+    base: Base  # the base backup restored
     moved_aside: Path | None
     seconds: float
     reached: str
@@ -129,7 +169,13 @@ class LocalSource:
     With `offsite`, the store's history files are seen too: another machine may have restored
     into it, and the new timeline must be above those as well."""
 
-    def __init__(self, archive: Archive, database: str | None = None, offsite=None, say=None):
+    def __init__(
+        self,
+        archive: Archive,
+        database: str | None = None,
+        offsite: OffSite | None = None,
+        say: Say | None = None,
+    ):
         self.archive, self.database = archive, database
         self.offsite, self.say = offsite, say or (lambda message: None)
 
@@ -147,14 +193,14 @@ class LocalSource:
         the newest timeline recovery can see, another branch's once every history file is there.
         A chain holds more than one when the server it protects failed over (a cluster's standby
         promoted): pg_receivewal followed the new primary's timeline into the same chain."""
-        followed = [
-            int(path.name[:8], 16)
+        names = [
+            path.name.removesuffix(".partial")
             for path in self.archive.wal_dir(base.chain).iterdir()
-            if re.fullmatch(r"[0-9A-F]{24}(\.partial)?", path.name)
         ]
+        followed = [xlog.decode_segment_name(name)[0] for name in names if xlog.is_wal_file(name)]
         return max([base.timeline, *followed])
 
-    def check(self, base: BaseBackup, say) -> None:
+    def check(self, base: BaseBackup, say: Say) -> None:
         say(f"Checking base backup {base.name} (pg_verifybackup)")
         try:
             verify(base.path)
@@ -176,10 +222,11 @@ class LocalSource:
         for path in history_files(self.archive, chosen=base.chain):
             shutil.copyfile(path, wal / path.name)
         if self.offsite is not None:
-            self._fetch_offsite_histories(wal)
+            self._fetch_offsite_histories(self.offsite, wal)
+        first = stream_position(base.start_wal)
         for path in sorted(self.archive.wal_dir(base.chain).iterdir()):
             name = path.name.removesuffix(".partial")
-            if not re.fullmatch(r"[0-9A-F]{24}", name) or name[8:] < base.start_wal[8:]:
+            if not xlog.is_wal_file(name) or stream_position(name) < first:
                 continue
             if path.name.endswith(".partial") and (wal / name).exists():
                 continue
@@ -187,22 +234,30 @@ class LocalSource:
         # Run by PostgreSQL in the data folder: a plain copy from inside it.
         return f"cp {RESTORE_WAL}/%f %p"
 
-    def _fetch_offsite_histories(self, wal: Path) -> None:
+    def _fetch_offsite_histories(self, offsite: OffSite, wal: Path) -> None:
         """The store's history files above the newest here, until the first it lacks (the
         timelines in use are consecutive: each restore takes the next)."""
-        timeline = max((int(path.name[:8], 16) for path in wal.glob("*.history")), default=1) + 1
+        timelines = (xlog.decode_segment_name(path.name)[0] for path in wal.glob("*.history"))
+        timeline = max(timelines, default=1) + 1
         try:
-            while self.offsite.fetch_history(history_file(timeline), wal):
+            while offsite.fetch_history(xlog.encode_history_file_name(timeline), wal):
                 timeline += 1
         except BackupError as error:
             self.say(
-                f"WARNING: could not read the history files of {self.offsite.describe()} "
+                f"WARNING: could not read the history files of {offsite.describe()} "
                 f"({error}): if another machine restored into it, the new timeline may be one it "
                 f"holds, and `status` will say the off-site copy stopped."
             )
 
 
-def restore_to(*, server, source, target: datetime | None, force: bool, say) -> Restored:
+def restore_to[Base: NamedBase](
+    *,
+    server: DataFolderServer,
+    source: RestoreSource[Base],
+    target: datetime | None,
+    force: bool,
+    say: Say,
+) -> Restored[Base]:
     """Replace `server`'s data folder with the source's state at `target` (None: the newest)."""
     started = time.monotonic()
     with server.start_lock():
@@ -228,7 +283,7 @@ def restore_to(*, server, source, target: datetime | None, force: bool, say) -> 
                 reached = replay(server, source, base, scratch, target)
             except TargetNotReached:
                 latest = source.latest()
-                if latest is None or target > latest:
+                if target is None or latest is None or target > latest:
                     raise
                 # No commit after `target` anywhere in the archive, which was written up to
                 # `latest`: its end is the state at `target`.
@@ -249,14 +304,22 @@ def restore_to(*, server, source, target: datetime | None, force: bool, say) -> 
     )
 
 
-def replay(server, source, base, scratch: Path, target) -> str:
+def replay[Base: NamedBase](
+    server: DataFolderServer,
+    source: RestoreSource[Base],
+    base: Base,
+    scratch: Path,
+    target: datetime | None,
+) -> str:
     restore_command = source.fill(scratch, base)
     scratch.chmod(0o700)
     write_recovery_settings(scratch, restore_command, target, source.timeline(base, target))
     return recover(server, scratch)
 
 
-def write_recovery_settings(scratch: Path, restore_command: str, target, timeline) -> None:
+def write_recovery_settings(
+    scratch: Path, restore_command: str, target: datetime | None, timeline: int | str
+) -> None:
     settings = [
         f"restore_command = '{restore_command}'",
         "recovery_target_action = 'promote'",
@@ -270,7 +333,7 @@ def write_recovery_settings(scratch: Path, restore_command: str, target, timelin
     (scratch / "recovery.signal").touch()
 
 
-def recover(server, scratch: Path) -> str:
+def recover(server: DataFolderServer, scratch: Path) -> str:
     """Start PostgreSQL on `scratch`, wait for the end of recovery, stop it: where it got to.
 
     Meanwhile only the superuser may connect, over the socket, without a password (the socket
@@ -297,7 +360,11 @@ def recover(server, scratch: Path) -> str:
             say=lambda message: None,
         )
     except EmbeddedPostgresError:
+        cluster.stop(scratch)  # after a time-out it may run all the same
         raise _stopped(server, log_start) from None
+    except BaseException:  # `_answers` raised, or Ctrl-C: it may run
+        cluster.stop(scratch)
+        raise
     deadline = time.monotonic() + RECOVERY_SECONDS
     try:
         while time.monotonic() < deadline:
@@ -323,19 +390,23 @@ def recover(server, scratch: Path) -> str:
     return _reached(server, log_start)
 
 
-def _recovery_ended(server) -> bool:
+def _recovery_ended(server: DataFolderServer) -> bool:
     try:
         with server.connect(dbname="postgres", connect_timeout=2) as connection:
-            return not connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+            row = connection.execute("SELECT pg_is_in_recovery()").fetchone()
+            return row is not None and not row[0]
     except psycopg.OperationalError:
         return False  # stopping after a FATAL, say: the caller looks at the process next
 
 
-def _answers(server) -> bool:
+def _answers(server: DataFolderServer) -> bool:
+    """Whether the server takes connections yet. A refusal (starting up, not consistent yet) is
+    a no; anything else, such as an unreadable password file, is raised: waiting would only turn
+    it into a time-out that hides it."""
     try:
         with server.connect(dbname="postgres", connect_timeout=2):
             return True
-    except Exception:
+    except psycopg.OperationalError:
         return False
 
 
@@ -345,7 +416,7 @@ def _drop_restore_settings(scratch: Path) -> None:
     conf.write_text(text.split("\n# manage.py restore\n")[0] + "\n")
 
 
-def _log_since(server, offset: int) -> str:
+def _log_since(server: DataFolderServer, offset: int) -> str:
     with open(server.log_file, "rb") as file:
         file.seek(offset)
         return file.read().decode(errors="replace")
@@ -355,7 +426,7 @@ class TargetNotReached(BackupError):
     """The WAL ended before a commit after the target time: none was archived after it."""
 
 
-def _stopped(server, offset: int) -> BackupError:
+def _stopped(server: DataFolderServer, offset: int) -> BackupError:
     return stopped_error(_log_since(server, offset), server.log_file)
 
 
@@ -364,7 +435,7 @@ def _stopped(server, offset: int) -> BackupError:
 _REFUSED_CONNECTION = "the database system is "
 
 
-def stopped_error(log: str, log_file) -> BackupError:
+def stopped_error(log: str, log_file: Path) -> BackupError:
     """Why recovery stopped: the last FATAL in `log` that is not a refused connection."""
     fatal = [line.split("FATAL:", 1)[1].strip() for line in log.splitlines() if "FATAL:" in line]
     reasons = [reason for reason in fatal if not reason.startswith(_REFUSED_CONNECTION)]
@@ -377,7 +448,7 @@ def stopped_error(log: str, log_file) -> BackupError:
     return BackupError(f"PostgreSQL stopped while replaying the WAL: {text}. Nothing was changed.")
 
 
-def _reached(server, offset: int) -> str:
+def _reached(server: DataFolderServer, offset: int) -> str:
     for line in reversed(_log_since(server, offset).splitlines()):
         if "recovery stopping" in line or "redo done at" in line:
             return line.split("LOG:", 1)[-1].strip()

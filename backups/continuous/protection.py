@@ -10,26 +10,30 @@ disk. One process at a time protects a data folder (a lock in the archive): othe
 """
 
 import contextlib
-import fcntl
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
 
 import psycopg
+from barman import xlog
 
 from backups.continuous.archive import Archive
 from backups.continuous.base_backup import take_base_backup
+from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
 from backups.progress import error_lines
 from backups.tools import child_environment, tool
+from core.files import locked_file
 from core.processes import signal_when_parent_dies
+from core.say import Say
+from pgembedded.roles import PostgresServer
 
 SLOT = "keepnotes_backup"
 APPLICATION = "keepnotes-backup"
@@ -37,12 +41,11 @@ CHECK_SECONDS = 1.0
 DISK_CHECK_SECONDS = 10.0  # one short connection to the server each time
 OFFSITE_BASE = "OFFSITE_BASE"  # in a chain's folder: its off-site base backup was taken
 OFFSITE_CHECK = "OFFSITE_CHECK"  # in a new history's folder until the store is checked for it
-SHIPPABLE = r"[0-9A-F]{24}|[0-9A-F]{8}\.history"
 RESTART_SECONDS = 2.0
 logger = logging.getLogger("backups")
 
 
-def ensure_slot(server) -> bool:
+def ensure_slot(server: PostgresServer) -> bool:
     """The replication slot, reserving WAL from now; True when it had to be made."""
     with server.connect(dbname="postgres", autocommit=True) as connection:
         exists = connection.execute(
@@ -60,12 +63,12 @@ class Protection(threading.Thread):
     def __init__(
         self,
         *,
-        server,
+        server: PostgresServer,
         archive: Archive,
         base_every: int,
         keep_days: int,
-        warn: Callable[[str], None],
-        offsite=None,
+        warn: Say,
+        offsite: OffSite | None = None,
         offsite_every: int = 60,
     ):
         super().__init__(name="backups-protection", daemon=True)
@@ -76,31 +79,30 @@ class Protection(threading.Thread):
         # base backup, after its first one on a new history (`serve` waits for it).
         self.settled = threading.Event()
         self.receiver: subprocess.Popen | None = None
-        self.chain: str | None = None
+        self.chain: str  # the chain the WAL streams into, chosen by claim()
         self.needs_base = False
-        self._lock = None
+        self._lock: TextIO | None = None
         self._owner_pid = os.getpid()
         self.offsite, self.offsite_every = offsite, offsite_every
         self.offsite_base_due = False
-        self._last_partial, self._partial_state = 0.0, None
+        self._last_partial = 0.0
+        self._partial_state: tuple[str, int] | None = None
         self._next_offsite_check = 0.0
 
     def claim(self) -> bool:
         """Take the archive's lock (one protecting process per folder) and ready the slot."""
         self.archive.make_folders()
-        lock = open(self.archive.folder / "protection.lock", "a")  # noqa: SIM115
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
+        lock = locked_file(self.archive.folder / "protection.lock", wait=False)
+        if lock is None:
             return False
         self._lock = lock
         made = ensure_slot(self.server)
-        self.chain = self.archive.current_chain()
-        if made or self.chain is None:
-            self.chain = self.archive.new_chain()  # a new history: a new chain, a base first
-            (self.archive.wal_dir(self.chain) / OFFSITE_CHECK).touch()
+        chain = self.archive.current_chain()
+        if made or chain is None:
+            chain = self.archive.new_chain()  # a new history: a new chain, a base first
+            (self.archive.wal_dir(chain) / OFFSITE_CHECK).touch()
             self._warn_if_another_database_came_first()
+        self.chain = chain
         self.needs_base = made or self.archive.newest_base_backup(self.chain) is None
         marker = self.archive.wal_dir(self.chain) / OFFSITE_BASE
         self.offsite_base_due = self.offsite is not None and not marker.exists()
@@ -115,11 +117,12 @@ class Protection(threading.Thread):
             return
         try:
             with self.server.connect(dbname="postgres", autocommit=True) as connection:
-                (current,) = connection.execute(
+                row = connection.execute(
                     "SELECT system_identifier::text FROM pg_control_system()"
                 ).fetchone()
         except psycopg.Error:  # a role without pg_monitor, say: protect all the same
             return
+        current = row[0] if row else None
         if current not in {history.system_identifier for history in histories}:
             before = max(histories, key=lambda history: history.latest)
             self.warn(
@@ -156,7 +159,7 @@ class Protection(threading.Thread):
                     next_disk_check = time.time() + DISK_CHECK_SECONDS
                     self._warn_before_the_disk_fills()
                 if self.offsite is not None:
-                    self._ship_offsite()
+                    self._ship_offsite(self.offsite)
             except Exception as error:  # never let the bookkeeping end the protection
                 logger.warning("Backup bookkeeping failed: %s", error)
             self.stopping.wait(CHECK_SECONDS)
@@ -167,7 +170,7 @@ class Protection(threading.Thread):
         if self.receiver is not None and self.receiver.poll() is None:
             return
         if self.receiver is not None:
-            stderr = self.receiver.stderr.read().decode(errors="replace")
+            stderr = self.receiver.communicate()[1].decode(errors="replace")
             reason = error_lines(stderr) or stderr.strip() or f"exit {self.receiver.returncode}"
             self._record_error(f"pg_receivewal stopped: {reason}")
             self.stopping.wait(RESTART_SECONDS)
@@ -211,32 +214,36 @@ class Protection(threading.Thread):
             logger.info("Pruned base backups older than %s days: %s", self.keep_days, pruned)
         return time.time() + self.base_every
 
-    def _ship_offsite(self) -> None:
+    def _ship_offsite(self, offsite: OffSite) -> None:
         """Complete segments to the store, and every `offsite_every` s the one being written
         (as `<name>.partial`, replaced as it grows; barman-cloud-wal-restore falls back to it)."""
         folder = self.archive.wal_dir(self.chain)
-        if not self._offsite_store_takes_this_history(folder):
+        if not self._offsite_store_takes_this_history(offsite, folder):
             return
         if self.offsite_base_due and not self.needs_base:
             try:
-                self.offsite.base_backup(self._settings())
+                offsite.base_backup(self._settings())
             except BackupError as error:
                 self._record_error(f"Off-site base backup failed: {error}")
             else:
                 (folder / OFFSITE_BASE).touch()
                 self.offsite_base_due = False
-        names = sorted(path.name for path in folder.iterdir() if re.fullmatch(SHIPPABLE, path.name))
+        names = sorted(
+            path.name
+            for path in folder.iterdir()
+            if xlog.is_wal_file(path.name) or xlog.is_history_file(path.name)
+        )
         try:
-            shipped = self.offsite.ship_pending(folder, names)
+            shipped = offsite.ship_pending(folder, names)
             if time.time() - self._last_partial >= self.offsite_every:
-                shipped += self._ship_partial(folder)
+                shipped += self._ship_partial(offsite, folder)
         except BackupError as error:
             self._record_error(f"Off-site WAL archiving failed (the WAL waits locally): {error}")
             return
         if shipped and self.archive.error_file.exists():
             self.archive.error_file.unlink(missing_ok=True)
 
-    def _offsite_store_takes_this_history(self, folder) -> bool:
+    def _offsite_store_takes_this_history(self, offsite: OffSite, folder: Path) -> bool:
         """A new history ships nothing until the store is checked for it, once (a minute
         between tries): after a lost disk, a fresh start must not overwrite the copy."""
         if not (folder / OFFSITE_CHECK).exists():
@@ -247,7 +254,7 @@ class Protection(threading.Thread):
         if base is None:
             return False  # its timeline is its base backup's, taken first
         try:
-            takes = self.offsite.takes_new_history(base.timeline)
+            takes = offsite.takes_new_history(base.timeline)
         except BackupError as error:
             takes, reason = False, f"it could not be checked for this new history: {error}"
         else:
@@ -258,12 +265,12 @@ class Protection(threading.Thread):
             )
         if not takes:
             self._next_offsite_check = time.time() + 60
-            self._record_error(f"Nothing is sent to {self.offsite.describe()} yet: {reason}.")
+            self._record_error(f"Nothing is sent to {offsite.describe()} yet: {reason}.")
             return False
         (folder / OFFSITE_CHECK).unlink()
         return True
 
-    def _ship_partial(self, folder) -> int:
+    def _ship_partial(self, offsite: OffSite, folder: Path) -> int:
         partials = sorted(folder.glob("*.partial"))
         if not partials:
             return 0
@@ -271,7 +278,7 @@ class Protection(threading.Thread):
         state = (current.name, current.stat().st_mtime_ns)
         if state == self._partial_state:
             return 0  # nothing written since it was last sent
-        self.offsite.ship_wal(current)
+        offsite.ship_wal(current)
         self._partial_state, self._last_partial = state, time.time()
         return 1
 
@@ -301,7 +308,7 @@ class Protection(threading.Thread):
         return environ
 
 
-def retained_wal_bytes(server) -> int | None:
+def retained_wal_bytes(server: PostgresServer) -> int | None:
     """WAL the slot keeps in pg_wal for the receiver (the local queue); None without a slot."""
     with server.connect(dbname="postgres") as connection:
         row = connection.execute(

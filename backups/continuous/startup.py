@@ -13,15 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 from django.conf import settings
 
 from backups.folder import default_folder
 from core.processes import signal_when_parent_dies
+from core.say import Say
 
 
-def start_protection(say: Callable[[str], None]) -> subprocess.Popen | None:
+def start_protection(say: Say) -> subprocess.Popen | None:
     """Start `manage.py protect`, and wait until every write from then on can be restored.
 
     On a history without a base backup yet (a first start, the first after a restore) that is

@@ -21,6 +21,7 @@ from backups.continuous.point_in_time import (
 )
 from backups.errors import BackupError
 from core.env import private_folder
+from core.say import Say
 from pgembedded.postgres import DATABASE, EmbeddedPostgres
 
 
@@ -36,7 +37,9 @@ class Drill:
         return sorted(set(self.live) - set(self.restored))
 
 
-def verify_restore(*, archive: Archive, data_dir: Path, live_counts: dict[str, int], say) -> Drill:
+def verify_restore(
+    *, archive: Archive, data_dir: Path, live_counts: dict[str, int], say: Say
+) -> Drill:
     source = LocalSource(archive)
     base = newest_base(archive)  # of the live database, whose tables the drill compares
     source.check(base, say)

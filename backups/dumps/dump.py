@@ -20,9 +20,10 @@ from backups.dumps.catalogue import (
     write_checksum,
 )
 from backups.errors import BackupError
-from backups.progress import PROGRESS_INTERVAL, Say, run_with_progress
+from backups.progress import PROGRESS_INTERVAL, run_with_progress
 from backups.tools import check_tool_version, child_environment, tool
 from core.files import fsync_directory
+from core.say import Say
 
 # A migration or a long transaction holding a lock makes pg_dump fail after this, not hang.
 LOCK_WAIT_TIMEOUT = "120s"
@@ -82,6 +83,7 @@ def dump(
 
 def _stamp_of(path: Path) -> datetime:
     match = BACKUP_NAME.match(path.name)
+    assert match is not None, "named by new_name"
     return datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=UTC)
 
 

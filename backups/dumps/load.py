@@ -13,8 +13,9 @@ from pathlib import Path
 
 from backups.dumps.validate import archive_schemas
 from backups.errors import BackupError
-from backups.progress import PROGRESS_INTERVAL, Progress, Say, StderrLines, error_lines
+from backups.progress import PROGRESS_INTERVAL, Progress, StderrLines, error_lines
 from backups.tools import child_environment, tool
+from core.say import Say
 
 # Tables that `migrate` fills by itself: rows there are not anyone's data.
 BOOKKEEPING_TABLES = {"django_migrations", "django_content_type", "auth_permission"}
@@ -96,6 +97,7 @@ def load(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    assert reader.stdout is not None and writer.stdin is not None, "opened with PIPE"
     progress = Progress(say, interval, describe=lambda step: step)
     reader_lines = StderrLines(reader.stderr, progress)
     writer_lines = StderrLines(writer.stderr)

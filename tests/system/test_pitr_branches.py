@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from barman import xlog
 
 from tests.support.pitr import Writers, lose_folder, stored_titles, wait_until
 from tests.support.processes import Server, manage
@@ -48,7 +49,7 @@ def shipped(data_dir: Path) -> bool:
     chain = newest_chain(data_dir)
     error = data_dir / "backups" / "last_error.txt"
     assert not error.exists() or "Nothing is sent" not in error.read_text(), error.read_text()
-    complete = {path.name for path in chain.iterdir() if re.fullmatch(r"[0-9A-F]{24}", path.name)}
+    complete = {path.name for path in chain.iterdir() if xlog.is_wal_file(path.name)}
     listed = (chain / "SHIPPED").read_text().split() if (chain / "SHIPPED").exists() else []
     return (chain / "OFFSITE_BASE").exists() and complete <= set(listed) and not error.exists()
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from barman import xlog
 
 from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
@@ -28,7 +29,7 @@ def store(tmp_path):
 
 def all_shipped(data_dir) -> bool:
     [chain] = (data_dir / "backups" / "wal").iterdir()
-    complete = {path.name for path in chain.iterdir() if re.fullmatch(r"[0-9A-F]{24}", path.name)}
+    complete = {path.name for path in chain.iterdir() if xlog.is_wal_file(path.name)}
     listed = (chain / "SHIPPED").read_text().split() if (chain / "SHIPPED").exists() else []
     return complete <= set(listed)
 

@@ -98,3 +98,29 @@ def test_recovery_follows_the_failovers_of_its_own_chain_and_no_other_branch(tmp
         "20261201T040000Z": 3,
         "20261201T060000Z": 2,
     }
+
+
+def test_recovery_gets_the_wal_from_the_base_backups_first_segment_on(tmp_path):
+    archive = Archive(tmp_path / "backups")
+    chain(archive, "20261201T000000Z", 2, 1, "1\t0/3000100\tbefore ...\n")  # starts at ...03
+    folder = archive.wal_dir("20261201T000000Z")
+    for name in (
+        "000000020000000000000002",  # before the base backup: not needed
+        "000000020000000000000004",
+        "000000020000000000000005.partial",  # being written: recovery reads it as the segment
+        "000000020000000000000003.00000028.backup",
+        "SHA256SUMS",
+    ):
+        (folder / name).write_bytes(b"x")
+    assert [path.name for path in archive.segments("20261201T000000Z")] == [
+        "000000020000000000000002",
+        "000000020000000000000003",
+        "000000020000000000000004",
+    ]
+    files = restore_wal(archive, tmp_path, "20261201T000000Z")
+    assert sorted(files) == [
+        "00000002.history",
+        "000000020000000000000003",
+        "000000020000000000000004",
+        "000000020000000000000005",
+    ]

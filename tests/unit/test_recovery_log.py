@@ -1,9 +1,13 @@
 """Why a restore's recovery stopped, read from PostgreSQL's log. The poll that waits for the end of
 recovery connects meanwhile, and PostgreSQL logs each refused connection as a FATAL too: one of
-those may come last, after the line that says why (CI, 2026-12-02).
+those may come last, after the line that says why (CI, 2026-12-02). And the poll that waits for
+the scratch server to start takes only a refused connection for "not yet".
 """
 
-from backups.continuous.point_in_time import TargetNotReached, stopped_error
+import pytest
+
+from backups.continuous.point_in_time import TargetNotReached, _answers, stopped_error
+from pgembedded.postgres import EmbeddedPostgres
 
 TARGET_NOT_REACHED = """\
 14:53:01.120 UTC [4101] LOG:  starting point-in-time recovery to 2026-12-02 14:52:58
@@ -34,3 +38,12 @@ def test_the_reason_is_the_last_fatal_that_is_not_a_refused_connection():
 def test_without_a_reason_the_message_points_at_the_log():
     only_refusals = "14:53:01.141 UTC [4107] FATAL:  the database system is starting up\n"
     assert "see postgres.log" in str(stopped_error(only_refusals, "postgres.log"))
+
+
+def test_the_wait_for_the_scratch_server_is_told_a_refusal_from_a_fault(tmp_path):
+    server = EmbeddedPostgres(tmp_path)  # never started: nothing listens on its socket
+    assert _answers(server) is False
+    server.password_file.unlink()
+    server.password_file.mkdir()  # a password file that cannot be read
+    with pytest.raises(IsADirectoryError):
+        _answers(server)

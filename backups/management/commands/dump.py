@@ -4,15 +4,15 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups.database import connect, describe_database
+from backups.database import connect, describe_database, server_version
 from backups.dumps.catalogue import default_keep, list_backups, prune
 from backups.dumps.dump import dump
 from backups.dumps.schedule import RETRY_SECONDS, parse_interval, repeat
 from backups.errors import BackupError
 from backups.folder import default_folder
 from backups.inventory import dump_lines
-from backups.progress import Say
 from core.files import human_size
+from core.say import Say
 
 
 class Command(BaseCommand):
@@ -79,7 +79,7 @@ class Command(BaseCommand):
         made = dump(
             settings_dict=connection.settings_dict,
             folder=folder,
-            server_version=connection.pg_version,
+            server_version=server_version(connection),
             say=say,
         )
         elapsed = time.monotonic() - started

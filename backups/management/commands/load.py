@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from backups.database import connect, describe_database
+from backups.database import connect, describe_database, server_version
 from backups.dumps.catalogue import latest_backup
 from backups.dumps.dump import dump
 from backups.dumps.load import load, tables_with_rows
@@ -79,7 +79,7 @@ class Command(BaseCommand):
                 saved = dump(
                     settings_dict=connection.settings_dict,
                     folder=folder,
-                    server_version=connection.pg_version,
+                    server_version=server_version(connection),
                     say=say,
                 )
                 self.stdout.write(

@@ -15,6 +15,8 @@ from backups.continuous.protection import Protection
 from backups.database import describe_database
 from backups.folder import default_folder
 from core.errors import first_line
+from pgembedded.backend.base import embedded_server
+from pgembedded.roles import PostgresServer
 
 
 class Command(BaseCommand):
@@ -51,8 +53,9 @@ class Command(BaseCommand):
                 pass
             return
         archive = Archive(default_folder())
+        server: PostgresServer
         if settings.EMBEDDED_DATABASE:
-            server = connection.embedded_server()
+            server = embedded_server()
             server.ensure_running()
         else:
             server = ConfiguredServer(connection.settings_dict, pgdata=archive.folder)

@@ -4,11 +4,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
 
 from backups.dumps.catalogue import latest_backup, list_backups
 from backups.folder import default_folder
 from core.files import folder_size, human_size
+from pgembedded.backend.base import embedded_server
 from pgembedded.postgres import EmbeddedPostgres
 
 
@@ -39,7 +39,7 @@ class Command(BaseCommand):
                 "A database is configured (DATABASE_URL or DB_HOST): there is no local data "
                 "folder to reset, and this command never touches a configured database."
             )
-        server: EmbeddedPostgres = connection.embedded_server()
+        server = embedded_server()
         data_dir = server.data_dir
         doomed = self.doomed_paths(server)
         if not doomed:

@@ -1,3 +1,4 @@
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -10,7 +11,14 @@ from backups.continuous.branches import branches
 from backups.continuous.mounted_data_folder import MountedDataFolder
 from backups.continuous.offsite import from_settings
 from backups.continuous.offsite_restore import OffSiteSource
-from backups.continuous.point_in_time import LocalSource, no_base_backup, parse_target, restore_to
+from backups.continuous.point_in_time import (
+    LocalSource,
+    NamedBase,
+    RestoreSource,
+    no_base_backup,
+    parse_target,
+    restore_to,
+)
 from backups.deprecated_forms import say_deprecated
 from backups.dumps.catalogue import latest_backup
 from backups.errors import BackupError
@@ -18,6 +26,8 @@ from backups.folder import default_folder
 from core import env
 from core.files import folder_size as folder_bytes
 from core.files import human_size
+from pgembedded.backend.base import embedded_server
+from pgembedded.roles import DataFolderServer
 
 
 class Command(BaseCommand):
@@ -122,24 +132,30 @@ class Command(BaseCommand):
         target = parse_target(options["to"]) if options["to"] is not None else None
         # The local archive when it has a base backup; else the off-site store, if configured.
         offsite = from_settings()
-        source = (
-            OffSiteSource(offsite)
-            if offsite is not None and not archive.base_backups()
-            else LocalSource(
+        if offsite is not None and not archive.base_backups():
+            if options["database"]:
+                raise CommandError(
+                    "--database chooses within the local archive, which has no base backup; the "
+                    "off-site store holds one database per BACKUP_URL."
+                )
+            source = OffSiteSource(offsite)
+            self.restore_from(source=source, server=server, target=target, force=options["force"])
+        else:
+            local = LocalSource(
                 archive, database=options["database"], offsite=offsite, say=self.stdout.write
             )
-        )
-        if options["database"] and isinstance(source, OffSiteSource):
-            raise CommandError(
-                "--database chooses within the local archive, which has no base backup; the "
-                "off-site store holds one database per BACKUP_URL."
-            )
+            self.restore_from(source=local, server=server, target=target, force=options["force"])
+
+    def restore_from[Base: NamedBase](
+        self,
+        *,
+        source: RestoreSource[Base],
+        server: DataFolderServer,
+        target: datetime | None,
+        force: bool,
+    ) -> None:
         done = restore_to(
-            server=server,
-            source=source,
-            target=target,
-            force=options["force"],
-            say=self.stdout.write,
+            server=server, source=source, target=target, force=force, say=self.stdout.write
         )
         self.stdout.write(
             f"Restored from {source.describe()} to "
@@ -159,11 +175,11 @@ class Command(BaseCommand):
                 "service then takes a new base backup at once."
             )
 
-    def server_to_restore(self):
+    def server_to_restore(self) -> DataFolderServer:
         """The embedded server, or the data folder of a configured one mounted at $PGDATA (the
         compose `restore` service mounts the db volume there)."""
         if settings.EMBEDDED_DATABASE:
-            return connection.embedded_server()
+            return embedded_server()
         pgdata = env.get_str("PGDATA")
         if not pgdata:
             raise CommandError(

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Model
 
 from backups.continuous.archive import Archive
 from backups.continuous.archive_status import archive_report, django_fetchone
@@ -18,6 +19,7 @@ from core.errors import first_line
 from core.files import folder_size, human_size, usage_per_file_system
 from core.health import low_disk_space
 from core.status_reports import STATUS_PARTS
+from pgembedded.backend.base import embedded_server
 from pgembedded.programs import MAJOR_VERSION
 
 
@@ -58,7 +60,7 @@ class Command(BaseCommand):
     def database_report(self) -> dict:
         report: dict = {}
         if settings.EMBEDDED_DATABASE:
-            server = connection.embedded_server()
+            server = embedded_server()
             report["kind"] = "embedded"
             report["location"] = str(server.pgdata)
             report["data_folder_bytes"] = folder_size(server.pgdata)
@@ -107,7 +109,7 @@ class Command(BaseCommand):
     def continuous_report(self, folder: Path) -> dict:
         archive = Archive(folder)
         if settings.EMBEDDED_DATABASE:
-            server = connection.embedded_server()
+            server = embedded_server()
             running, disk = server.running_pid() is not None, server.pgdata
         elif archive.current_chain() is not None:
             # A configured server protected into this folder (compose: `status` run in the
@@ -207,12 +209,12 @@ def continuous_lines(report: dict | None) -> list[tuple[str, str]]:
     return lines
 
 
-def content_models() -> list:
+def content_models() -> list[type[Model]]:
     """The user model, then every model of this project's own apps, found through the registry
     (so that removing or adding an app needs no change here)."""
     user_model = get_user_model()
     project = settings.BASE_DIR
-    models = [user_model]
+    models: list[type[Model]] = [user_model]
     for app in apps.get_app_configs():
         if Path(app.path).is_relative_to(project):
             models += [model for model in app.get_models() if model is not user_model]

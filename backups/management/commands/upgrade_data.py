@@ -9,6 +9,7 @@ from backups.database import connect
 from backups.errors import BackupError
 from backups.tools import child_environment, tool
 from core.files import folder_size, human_size
+from pgembedded.backend.base import embedded_server
 from pgembedded.programs import MAJOR_VERSION
 from pgembedded.upgrade import UpgradeError, upgrade
 
@@ -35,7 +36,7 @@ class Command(BaseCommand):
                 "its own tools, or move the data with `backup` and `restore` (README, Data "
                 "safety). This command upgrades the embedded data folder only."
             )
-        server = connection.embedded_server()
+        server = embedded_server()
         if server.is_initialised() and server.data_version() == MAJOR_VERSION:
             self.stdout.write(
                 f"{server.pgdata} already holds PostgreSQL {MAJOR_VERSION} data: nothing to do."
