@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from backups.continuous.protection import APPLICATION, SLOT
 from pgembedded.postgres import EmbeddedPostgres
 from tests.support.databases import SECRET_KEY
 from tests.support.patroni import DATABASE, Cluster, Node, wait_until
-from tests.support.processes import REPO, Server, command_env, manage
+from tests.support.processes import REPO, Server, command_env, free_port, manage
 
 WRITERS = 4
 # Writes acknowledged before the kill, and after the first one on the new primary.
@@ -92,15 +93,22 @@ def acknowledged() -> set:
 
 @pytest.fixture(scope="module")
 def app(cluster, archive, tmp_path_factory):
+    metrics_port = free_port()
     server = Server(
         tmp_path_factory.mktemp("app") / "data",
         DATABASE_URL=cluster.database_url(),
         DJANGO_SECRET_KEY=SECRET_KEY,
+        METRICS_PORT=str(metrics_port),
     )
     try:
-        yield server, server.token()
+        yield server, server.token(), metrics_port
     finally:
         server.stop()
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback http)
+        return response.read().decode()
 
 
 def call(port: int, method: str, path: str, token: str, body=None, key: str | None = None):
@@ -230,7 +238,7 @@ def every_writer_waiting_on_a_standby(leader: Node, run: Run, held_at: float) ->
 def fail_over(cluster: Cluster, app, kill=kill_leader) -> tuple[Figures, Node]:
     """Writers on, `kill(leader, run)` once WRITES_BEFORE are acknowledged (it returns when it
     killed), then the writers off once WRITES_AFTER more are acknowledged."""
-    server, token = app
+    server, token, _ = app
     old = cluster.wait_for_leader(timeout=60)
     run = Run()
     threads = [
@@ -268,7 +276,7 @@ def fail_over(cluster: Cluster, app, kill=kill_leader) -> tuple[Figures, Node]:
 
 
 def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(cluster, app, acknowledged):
-    server, token = app
+    server, token, _ = app
     before = call(server.port, "GET", "/readyz", token)[2]["primary"]
     figures, _ = fail_over(cluster, app)
     acknowledged |= figures.titles
@@ -284,6 +292,13 @@ def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(cluster, 
     leader = cluster.leader()
     assert leader is not None and after["host"] == leader.address != before["host"]
     assert after["since"] > before["since"]
+    # So does the metrics port, once its own connection has found it.
+    metrics = f"http://127.0.0.1:{app[2]}/metrics"
+    wait_until(
+        lambda: f'keepnotes_postgres_primary{{host="{leader.address}"}} 1.0' in scrape(metrics),
+        timeout=30,
+        what="the new primary in the metrics",
+    )
 
 
 def test_the_old_primary_rejoins_and_a_second_failover_loses_nothing(cluster, app, acknowledged):
