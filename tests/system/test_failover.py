@@ -26,6 +26,8 @@ import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -86,9 +88,16 @@ def archive(cluster, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def acknowledged() -> set:
-    """Every note acknowledged with synchronous replication on, across the module's tests."""
-    return set()
+def acknowledged() -> dict:
+    """Every note acknowledged with synchronous replication on, across the module's tests:
+    title -> when its request started and when it was answered (Unix time)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def outages() -> list:
+    """(the kill, the first write on the new primary) of each failover, in Unix time."""
+    return []
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +145,8 @@ def call(port: int, method: str, path: str, token: str, body=None, key: str | No
 class Run:
     """What the writers saw: each acknowledged title, and every answer that was not a 201/503."""
 
-    acknowledged: dict = field(default_factory=dict)  # title -> when (monotonic) and start
+    acknowledged: dict = field(default_factory=dict)  # title -> (started, ended), monotonic
+    wall: dict = field(default_factory=dict)  # title -> (first asked, answered), Unix time
     unexpected: list = field(default_factory=list)
     retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -156,6 +166,7 @@ def writer(port: int, token: str, run: Run) -> None:
     """POST notes one after another; retry each 503 (or a lost answer) with the same key."""
     while not run.stop.is_set():
         title = f"note {uuid.uuid4()}"
+        asked = time.time()  # its first try: a retry may replay what that one wrote
         while not run.stop.is_set():
             started = time.monotonic()
             try:
@@ -170,6 +181,7 @@ def writer(port: int, token: str, run: Run) -> None:
             if status == 201 and body is not None and body["title"] == title:
                 with run.lock:
                     run.acknowledged[title] = (started, time.monotonic())
+                    run.wall[title] = (asked, time.time())
                 break
             with run.lock:
                 run.retries += 1
@@ -185,7 +197,8 @@ def titles_on(node: Node) -> list[str]:
 
 @dataclass
 class Figures:
-    titles: set = field(repr=False)
+    titles: dict = field(repr=False)  # acknowledged title -> (first asked, answered), Unix time
+    outage: tuple = field(repr=False)  # (the kill, the first acknowledged write), Unix time
     kill_to_first_write: float
     lost: int
     duplicates: int
@@ -262,8 +275,10 @@ def fail_over(cluster: Cluster, app, kill=kill_leader) -> tuple[Figures, Node]:
     first = run.first_write_started_after(killed_at)
     assert first is not None
     stored = titles_on(new)
+    to_wall = time.time() - time.monotonic()
     figures = Figures(
-        titles=set(run.acknowledged),
+        titles=run.wall,
+        outage=(killed_at + to_wall, first + to_wall),
         kill_to_first_write=first - killed_at,
         lost=len(set(run.acknowledged) - set(stored)),
         duplicates=len(stored) - len(set(stored)),
@@ -275,11 +290,14 @@ def fail_over(cluster: Cluster, app, kill=kill_leader) -> tuple[Figures, Node]:
     return figures, old
 
 
-def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(cluster, app, acknowledged):
+def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(
+    cluster, app, acknowledged, outages
+):
     server, token, _ = app
     before = call(server.port, "GET", "/readyz", token)[2]["primary"]
     figures, _ = fail_over(cluster, app)
-    acknowledged |= figures.titles
+    acknowledged.update(figures.titles)
+    outages.append(figures.outage)
     assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
     assert figures.kill_to_first_write < 30
 
@@ -309,7 +327,7 @@ def test_the_old_primary_rejoins_and_a_second_failover_loses_nothing(cluster, ap
     # This time every writer's commit is in flight, on the primary's disk and on no standby's,
     # when the primary dies: none may be answered 201, and each retry must write it once.
     figures, second = fail_over(cluster, app, hold_wal_then_kill(every_writer_waiting_on_a_standby))
-    acknowledged |= figures.titles
+    acknowledged.update(figures.titles)
     assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
     assert figures.kill_to_first_write < 30
     second.start()
@@ -335,7 +353,7 @@ def test_a_primary_cut_off_and_back_keeps_no_write_it_acknowledged_alone(
         return paused_at
 
     figures, old = fail_over(cluster, app, pause)
-    acknowledged |= figures.titles
+    acknowledged.update(figures.titles)
     assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
     wait_until(lambda: old.state().get("role") == "replica", timeout=60, what="a demotion")
     cluster.wait_for_replicas(2)
@@ -357,9 +375,10 @@ def test_without_synchronous_replication_a_failover_loses_acknowledged_writes(cl
 
 
 def test_the_archive_followed_every_failover_and_restores_every_acknowledged_note(
-    cluster, archive, acknowledged, tmp_path
+    cluster, archive, acknowledged, outages, tmp_path
 ):
-    """With every node's data gone, `restore --latest` from the archive alone has them all."""
+    """With every node's data gone, `restore --latest` from the archive alone has them all, and
+    `restore --to` a moment of the first outage has what was acknowledged before it."""
     folder, protect = archive
     leader = cluster.wait_for_leader(timeout=60)
     timeline = leader.state()["timeline"]
@@ -385,19 +404,35 @@ def test_the_archive_followed_every_failover_and_restores_every_acknowledged_not
     for node in cluster.nodes:
         shutil.rmtree(node.data_dir)
 
-    restored = manage(tmp_path / "restored", "restore", "--latest", BACKUP_DIR=str(folder))
-    assert restored.returncode == 0, restored.stdout + restored.stderr
-    server = EmbeddedPostgres(tmp_path / "restored")
-    server.ensure_running()
-    try:
-        with server.connect(dbname=DATABASE) as connection:
-            titles = Counter(t for (t,) in connection.execute("SELECT title FROM notes_note"))
-    finally:
-        server.leave()
-    missing = acknowledged - set(titles)
+    titles = restored_titles(tmp_path / "latest", "--latest", backups=folder)
+    missing = set(acknowledged) - set(titles)
     print(
         f"\nrestored {sum(titles.values())} notes; acknowledged {len(acknowledged)}, "
         f"missing {len(missing)}"
     )
     assert missing == set()
     assert max(titles.values()) == 1
+
+    # In the middle of the first outage: everything acknowledged before the kill, and nothing
+    # asked for after the new primary took its first write.
+    killed, first_write = outages[0]
+    moment = datetime.fromtimestamp((killed + first_write) / 2, UTC).isoformat()
+    titles = restored_titles(tmp_path / "outage", "--to", moment, backups=folder)
+    before = {title for title, (_, answered) in acknowledged.items() if answered < killed}
+    assert before <= set(titles)
+    started = {title: asked for title, (asked, _) in acknowledged.items()}
+    assert all(started.get(title, 0) < first_write for title in titles)
+    assert max(titles.values()) == 1
+
+
+def restored_titles(data_dir: Path, *how: str, backups: Path) -> Counter:
+    """`restore HOW` from the archive `backups` into a new embedded data folder; its notes."""
+    restored = manage(data_dir, "restore", *how, BACKUP_DIR=str(backups))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    server = EmbeddedPostgres(data_dir)
+    server.ensure_running()
+    try:
+        with server.connect(dbname=DATABASE) as connection:
+            return Counter(t for (t,) in connection.execute("SELECT title FROM notes_note"))
+    finally:
+        server.leave()
