@@ -212,8 +212,9 @@ class Node:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signum)
 
-    def kill(self) -> None:
-        """SIGKILL Patroni, the postmaster and its children at once: a crashed machine.
+    def kill(self) -> float:
+        """SIGKILL Patroni, the postmaster and its children at once: a crashed machine. Returns
+        when (time.monotonic()) the signals went.
 
         Killed alone, the postmaster leaves its children to notice and exit: for a few
         milliseconds a session could still commit (to the synchronous standby as well).
@@ -223,6 +224,7 @@ class Node:
         if pid is not None:
             found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
             children = [int(child) for child in found.stdout.split()]
+        killed_at = time.monotonic()
         self.signal(signal.SIGKILL)
         for child in children:
             with contextlib.suppress(ProcessLookupError):
@@ -232,6 +234,7 @@ class Node:
         wait_until(
             lambda: not any(map(process_alive, children)), timeout=30, what="its backends ending"
         )
+        return killed_at
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

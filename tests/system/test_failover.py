@@ -208,9 +208,7 @@ class Figures:
 
 
 def kill_leader(leader: Node, run: Run) -> float:
-    killed_at = time.monotonic()
-    leader.kill()
-    return killed_at
+    return leader.kill()
 
 
 def hold_wal_then_kill(until):
@@ -227,11 +225,9 @@ def hold_wal_then_kill(until):
             os.kill(pid, signal.SIGSTOP)
         held_at = time.monotonic()
         wait_until(lambda: until(leader, run, held_at), timeout=30, what="commits held")
-        killed_at = time.monotonic()
         for pid in held:
             os.kill(pid, signal.SIGKILL)
-        leader.kill()
-        return killed_at
+        return leader.kill()
 
     return kill
 
