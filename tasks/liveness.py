@@ -85,15 +85,16 @@ def requeue_orphans(*, except_worker: str) -> int:
     return requeued
 
 
-def requeue_own(*, worker_id: str) -> int:
-    """Queue again the tasks RUNNING under this worker's id in its loop (not the housekeeping
-    queue's, which its housekeeper runs meanwhile); returns how many."""
-    running = (
-        DBTaskResult.objects.running()
-        .exclude(queue_name=HOUSEKEEPING_QUEUE)
-        .values_list("id", "worker_ids")
-    )
-    mine = [task_id for task_id, worker_ids in running if worker_ids[-1:] == [worker_id]]
+def requeue_own(*, worker_id: str, housekeeping: bool = False) -> int:
+    """Queue again the tasks RUNNING under this worker's id: its loop's, or (`housekeeping`)
+    those of the housekeeping queue, which its housekeeper thread runs meanwhile; how many."""
+    running = DBTaskResult.objects.running()
+    if housekeeping:
+        running = running.filter(queue_name=HOUSEKEEPING_QUEUE)
+    else:
+        running = running.exclude(queue_name=HOUSEKEEPING_QUEUE)
+    ids = running.values_list("id", "worker_ids")
+    mine = [task_id for task_id, worker_ids in ids if worker_ids[-1:] == [worker_id]]
     requeued = DBTaskResult.objects.filter(id__in=mine, status=TaskResultStatus.RUNNING).update(
         status=TaskResultStatus.READY, started_at=None
     )

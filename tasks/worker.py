@@ -64,6 +64,9 @@ class Housekeeper(threading.Thread):
         if not self.holds_lock.is_set():
             if not liveness.hold_worker_lock(self.worker_id):
                 raise DatabaseError(f"worker id {self.worker_id} is in use by another worker")
+            # A housekeeping task this thread ran when the database went away is still RUNNING
+            # under this id, which no other worker would queue again (this one is alive).
+            liveness.requeue_own(worker_id=self.worker_id, housekeeping=True)
             self.holds_lock.set()
         liveness.requeue_orphans(except_worker=self.worker_id)
         periodic.enqueue_due()
@@ -77,7 +80,9 @@ def run_housekeeping(worker_id: str) -> int:
     (liveness.py). Not by django-tasks-db's Worker.run, which closes the thread's connection
     between polls, and with it the liveness lock.
     """
-    runner = Worker(
+    # Only its run_task is used: the database going away is no task's failure (TaskLoop).
+    runner = TaskLoop(
+        holds_lock=threading.Event(),
         queue_names=[periodic.HOUSEKEEPING_QUEUE],
         interval=0,
         batch=True,
