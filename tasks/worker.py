@@ -111,8 +111,8 @@ class TaskLoop(Worker):
     worker's lock, and outlives the database going away.
 
     django-tasks-db's own loop exits on such an error, leaving its task RUNNING for the next
-    worker; and when the database is back by the time the error is handled (a switchover
-    promotes in about a second), it marks the task FAILED: an import cut off so never finishes.
+    worker; and when the database is back by the time the error is handled (a switchover, a
+    restart), it marks the task FAILED: an import cut off so never finishes.
     This one waits until the lock is held again (on the server the housekeeper reconnected to),
     queues again what it was running, and goes on.
     """

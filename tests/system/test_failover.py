@@ -6,10 +6,12 @@ DATABASE_URL (target_session_attrs=read-write). Writers POST notes with Idempote
 retry each 503 with the same key, recording every acknowledgement; then the primary's postmaster
 and its Patroni are SIGKILLed. Every acknowledged note must be on the new primary, exactly once,
 and every answer meanwhile a 201 or a JSON 503. Bulk imports sent before and during that
-failover (one of them part done at the kill) all finish after it by themselves, each note stored
-exactly once. The old primary then rejoins (pg_rewind) and a second failover loses nothing
-either. The negative control turns synchronous replication off
-and holds the primary's WAL senders: the same failover then loses acknowledged writes.
+failover (one of them part done at the kill) all finish after it, each note stored exactly once,
+with the same task worker process (tasks/worker.py); so does an import whose sessions are ended
+midway while the primary stays. The old primary then rejoins (pg_rewind) and a second failover
+loses nothing either. The negative control turns synchronous replication off and holds the
+primary's WAL senders: the same failover then loses acknowledged writes (docs/scaling.md keeps
+the negative controls of the imports, run against the code before the fix).
 
 One cluster and one `serve` for the module: the tests run in order, each from where the last
 left the cluster. The figures are printed (`pytest -s`); docs/scaling.md keeps measured runs.
