@@ -5,9 +5,13 @@ too) run the wheel's PostgreSQL on loopback; `serve` runs against all three in o
 DATABASE_URL (target_session_attrs=read-write). Writers POST notes with Idempotency-Keys and
 retry each 503 with the same key, recording every acknowledgement; then the primary's postmaster
 and its Patroni are SIGKILLed. Every acknowledged note must be on the new primary, exactly once,
-and every answer meanwhile a 201 or a JSON 503. The old primary then rejoins (pg_rewind) and a
-second failover loses nothing either. The negative control turns synchronous replication off
-and holds the primary's WAL senders: the same failover then loses acknowledged writes.
+and every answer meanwhile a 201 or a JSON 503. Bulk imports sent before and during that
+failover (one of them part done at the kill) all finish after it, each note stored exactly once,
+with the same task worker process (tasks/worker.py); so does an import whose sessions are ended
+midway while the primary stays. The old primary then rejoins (pg_rewind) and a second failover
+loses nothing either. The negative control turns synchronous replication off and holds the
+primary's WAL senders: the same failover then loses acknowledged writes (docs/scaling.md keeps
+the negative controls of the imports, run against the code before the fix).
 
 One cluster and one `serve` for the module: the tests run in order, each from where the last
 left the cluster. The figures are printed (`pytest -s`); docs/scaling.md keeps measured runs.
@@ -41,6 +45,11 @@ WRITERS = 4
 # Writes acknowledged before the kill, and after the first one on the new primary.
 WRITES_BEFORE = 20
 WRITES_AFTER = 20
+# Bulk imports across the first failover: notes per import, in batches of IMPORT_BATCH_SIZE (the
+# app's), each its own transaction: an import takes a second or so, long enough to be cut.
+IMPORT_NOTES = 1000
+IMPORT_BATCH_SIZE = 10
+IMPORTERS = 2
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +117,9 @@ def app(cluster, archive, tmp_path_factory):
         DATABASE_URL=cluster.database_url(),
         DJANGO_SECRET_KEY=SECRET_KEY,
         METRICS_PORT=str(metrics_port),
+        IMPORT_BATCH_SIZE=str(IMPORT_BATCH_SIZE),
+        TASK_WORKERS="1",
+        IMPORTS_PER_USER="100",  # the imports' own pace bounds them here, not a 429
     )
     try:
         yield server, server.token(), metrics_port
@@ -188,6 +200,52 @@ def writer(port: int, token: str, run: Run) -> None:
                 if status != 503 or body is None or response.getheader("Retry-After") is None:
                     run.unexpected.append((status, body))
             time.sleep(0.1)
+
+
+@dataclass
+class Imports:
+    """What the importer saw: each accepted import, and every answer that was not a 202/503."""
+
+    accepted: dict = field(default_factory=dict)  # key -> (job id, first asked, answered), Unix
+    unexpected: list = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def importer(port: int, token: str, imports: Imports) -> None:
+    """POST imports of IMPORT_NOTES notes one after another, about one a second; retry each 503
+    (or a lost answer) with the same key. Note n of import `key` is titled `import {key} {n}`."""
+    while not imports.stop.is_set():
+        key = f"import {uuid.uuid4()}"
+        body = {"notes": [{"title": f"{key} {n}"} for n in range(IMPORT_NOTES)]}
+        asked = time.time()
+        while not imports.stop.is_set():
+            try:
+                status, response, answer = call(port, "POST", "/api/v1/imports", token, body, key)
+            except OSError as error:
+                imports.unexpected.append(("no answer", repr(error)))
+                continue
+            if status == 202 and answer is not None:
+                imports.accepted[key] = (answer["id"], asked, time.time())
+                break
+            if status != 503 or answer is None or response.getheader("Retry-After") is None:
+                imports.unexpected.append((status, answer))
+            time.sleep(0.1)
+        imports.stop.wait(1)
+
+
+def an_import_half_done(leader: Node) -> bool:
+    with leader.connect() as connection:
+        (cut,) = connection.execute(
+            "SELECT count(*) FROM notes_importjob "
+            "WHERE status = 'running' AND imported > 0 AND imported < total"
+        ).fetchone()
+    return cut > 0
+
+
+def kill_during_an_import(leader: Node, run: Run) -> float:
+    """Kill the primary while a task is part way through an import (some batches committed)."""
+    wait_until(lambda: an_import_half_done(leader), timeout=60, what="an import part done")
+    return leader.kill()
 
 
 def titles_on(node: Node) -> list[str]:
@@ -291,11 +349,34 @@ def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(
 ):
     server, token, _ = app
     before = call(server.port, "GET", "/readyz", token)[2]["primary"]
-    figures, _ = fail_over(cluster, app)
+    imports = Imports()
+    sending = [
+        threading.Thread(target=importer, args=(server.port, token, imports))
+        for _ in range(IMPORTERS)
+    ]
+    for thread in sending:
+        thread.start()
+    try:
+        figures, _ = fail_over(cluster, app, kill_during_an_import)
+    finally:
+        imports.stop.set()
+        for thread in sending:
+            thread.join(timeout=60)
     acknowledged.update(figures.titles)
     outages.append(figures.outage)
     assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
     assert figures.kill_to_first_write < 30
+    killed, first_write = figures.outage
+    sent_before = sum(answered < killed for _, _, answered in imports.accepted.values())
+    sent_during = sum(killed < asked < first_write for _, asked, _ in imports.accepted.values())
+    assert sent_before and sent_during, imports.accepted
+    took, notes = check_imports_finish_exactly_once(cluster, app, imports, killed)
+    print(
+        f"imports: {sent_before} answered before the kill (one part done at it), "
+        f"{sent_during} asked during the outage, {len(imports.accepted)} in all, {notes} notes: "
+        f"all done {took:.1f} s after the kill, "
+        f"{took - (first_write - killed):.1f} s after the first write"
+    )
 
     # /readyz names the new primary, and when this process found it.
     after = wait_until(
@@ -313,6 +394,71 @@ def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(
         timeout=30,
         what="the new primary in the metrics",
     )
+
+
+def check_imports_finish_exactly_once(cluster: Cluster, app, imports: Imports, since: float):
+    """Every accepted import finishes by itself, and reports all its notes; every note of every
+    import is stored once; no task failed; `serve` and its task worker were never restarted.
+    Returns (seconds from `since` until all were done, notes stored)."""
+    server, token, _ = app
+    assert imports.unexpected == []
+    jobs = {job: key for key, (job, _, _) in imports.accepted.items()}
+
+    def all_finished() -> dict | None:
+        answers = {job: call(server.port, "GET", f"/api/v1/imports/{job}", token) for job in jobs}
+        assert all(status == 200 for status, _, _ in answers.values()), answers
+        reports = {job: report for job, (_, _, report) in answers.items()}
+        return reports if all(r["status"] in ("done", "failed") for r in reports.values()) else None
+
+    finished = wait_until(all_finished, timeout=120, what="every import finished")
+    took = time.time() - since
+    leader = cluster.wait_for_leader(timeout=10)
+    with leader.connect() as connection:
+        titles = [t for (t,) in connection.execute("SELECT title FROM notes_note")]
+        tasks = dict(
+            connection.execute(
+                "SELECT status, count(*) FROM django_tasks_database_dbtaskresult "
+                "WHERE task_path = 'notes.imports.run_import' GROUP BY status"
+            ).fetchall()
+        )
+    stored = Counter(title.rsplit(" ", 1)[0] for title in titles if title.startswith("import "))
+    restarts = server.log.read_text().count("exited: starting another")
+    print(
+        f"\n{len(jobs)} imports of {IMPORT_NOTES} notes all done {took:.1f} s after; run_import "
+        f"tasks {tasks}; task workers started again by serve: {restarts}"
+    )
+    assert {job: (r["status"], r["imported"], r["total"]) for job, r in finished.items()} == {
+        job: ("done", IMPORT_NOTES, IMPORT_NOTES) for job in jobs
+    }
+    assert {key: stored[key] for key in jobs.values()} == dict.fromkeys(jobs.values(), IMPORT_NOTES)
+    assert Counter(titles).most_common(1)[0][1] == 1  # no note twice, of any import or writer
+    assert set(tasks) == {"SUCCESSFUL"}
+    assert (restarts, server.process.poll()) == (0, None)
+    return took, sum(stored[key] for key in jobs.values())
+
+
+def test_an_import_whose_session_ends_midway_runs_again_instead_of_failing(cluster, app):
+    """A switchover or a restart ends every session, and a primary answers again within a
+    second: the task's own error handling may then already reach it. The import must not be
+    marked failed for it, nor its task: the task runs again and finishes, each note once."""
+    server, token, _ = app
+    leader = cluster.wait_for_leader(timeout=60)
+    imports = Imports()
+    key = f"import {uuid.uuid4()}"
+    body = {"notes": [{"title": f"{key} {n}"} for n in range(IMPORT_NOTES)]}
+    status, _, answer = call(server.port, "POST", "/api/v1/imports", token, body, key)
+    assert status == 202, answer
+    imports.accepted[key] = (answer["id"], time.time(), time.time())
+    wait_until(lambda: an_import_half_done(leader), timeout=30, what="the import part done")
+    with leader.connect() as connection:
+        (ended,) = connection.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid()"
+        ).fetchone()
+    ended_at = time.time()
+    took, _ = check_imports_finish_exactly_once(cluster, app, imports, ended_at)
+    print(f"{ended} sessions ended mid-import; the import done {took:.1f} s later")
 
 
 def test_the_old_primary_rejoins_and_a_second_failover_loses_nothing(cluster, app, acknowledged):
