@@ -72,6 +72,8 @@ def libpq_environment(settings_dict: dict) -> dict[str, str]:
         "PGSSLCERT": options.get("sslcert"),
         "PGSSLKEY": options.get("sslkey"),
         "PGCONNECT_TIMEOUT": options.get("connect_timeout"),
+        # With several hosts (a high-availability cluster), the one that takes writes.
+        "PGTARGETSESSIONATTRS": options.get("target_session_attrs"),
     }
     return {key: str(value) for key, value in values.items() if value not in (None, "")}
 

@@ -94,24 +94,28 @@ def parse_s3_url(name: str, url: str) -> tuple[str, str]:
 
 
 def parse_database_url(url: str) -> dict:
+    """Django's settings for a libpq URL, which may name several hosts (`h1:p1,h2:p2`).
+
+    Several hosts, as libpq allows, are the members of a high-availability cluster: libpq tries
+    them in turn, and `target_session_attrs=read-write` makes it keep the one that takes writes
+    (docs/scaling.md). HOST and PORT are then libpq's comma-separated lists.
+    """
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(
             f"DATABASE_URL must start with postgres:// (got {parts.scheme or 'no'} scheme)."
         )
-    try:
-        port = parts.port or 5432
-    except ValueError:
-        raise ImproperlyConfigured("DATABASE_URL has an invalid port.") from None
+    hosts, ports = zip(*map(_host_and_port, _hosts(parts.netloc).split(",")), strict=True)
     name = unquote(parts.path.lstrip("/"))
     if not name:
         raise ImproperlyConfigured("DATABASE_URL names no database (postgres://user@host/NAME).")
+    user, _, password = parts.netloc.rpartition("@")[0].partition(":")
     return {
-        "HOST": _host(parts.netloc),
-        "PORT": port,
+        "HOST": ",".join(hosts),
+        "PORT": ports[0] if len(ports) == 1 else ",".join(str(port) for port in ports),
         "NAME": name,
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
+        "USER": unquote(user),
+        "PASSWORD": unquote(password),
         "OPTIONS": dict(parse_qsl(parts.query)),
     }
 
@@ -142,15 +146,25 @@ def database_replicas_from_environment(
     return replicas
 
 
-def _host(netloc: str) -> str:
-    """The host as written: urlsplit's `hostname` lowercases it, which breaks socket paths.
+def _hosts(netloc: str) -> str:
+    return netloc.rpartition("@")[2]
 
-    A host given as %2Fpath is a Unix socket folder, as libpq allows.
+
+def _host_and_port(item: str) -> tuple[str, int]:
+    """One `host[:port]` as written: urlsplit lowercases hosts, which breaks socket paths.
+
+    A host given as %2Fpath is a Unix socket folder, as libpq allows; [::1] is an IPv6 address.
     """
-    host = netloc.rpartition("@")[2]
-    if host.startswith("["):  # [IPv6]:port
-        return host[1 : host.index("]")]
-    return unquote(host.partition(":")[0])
+    if item.startswith("["):  # [IPv6]:port
+        host, _, rest = item[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = item.partition(":")
+    if not port:
+        return unquote(host), 5432
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ImproperlyConfigured("DATABASE_URL has an invalid port.")
+    return unquote(host), int(port)
 
 
 def check_secret_key(key: str) -> str:

@@ -12,6 +12,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest
 
+from core.database import base as database_backend
 from core.errors import first_line
 from core.files import usage_per_file_system
 
@@ -82,6 +83,9 @@ def readiness() -> tuple[bool, dict]:
         return False, {"database": "ok", "migrations": "pending"}
     # Reported, never fatal: reads still work, and the warning is for before the disk is full.
     checks: dict[str, object] = {"database": "ok", "migrations": "applied", "disk": disk_check()}
+    if "," in str(connection.settings_dict["HOST"]):
+        # Several hosts (a high-availability cluster): which one is the primary, and since when.
+        checks["primary"] = database_backend.primary()
     if settings.DATABASE_REPLICA_ALIASES:
         # Reported, never fatal: a lagging or missing replica only sends reads to the primary.
         checks["replicas"] = replicas.replicas_report()

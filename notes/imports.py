@@ -25,7 +25,7 @@ from django.db.models import Exists, OuterRef
 from django.tasks import task
 
 from core.pagination import Page, keyset_page
-from tasks import fair
+from tasks import fair, liveness
 
 from .conf import setting
 from .models import ImportBatch, ImportJob, Note
@@ -112,6 +112,10 @@ def import_turn(job_id: int) -> None:
         serving = job_id
         import_next_batch(job_id)
     except Exception as error:
+        if liveness.lost_database(error):
+            # Not the import's fault: its task runs again once the database is back (a
+            # failover), and finds the batches not imported yet.
+            raise
         ImportJob.objects.filter(pk=serving).update(
             status=ImportJob.Status.FAILED, error=f"{type(error).__name__}: {error}"[:1000]
         )

@@ -19,6 +19,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from core.database import base as database_backend
+
 DATABASE = """
     SELECT xact_commit, xact_rollback, deadlocks, conflicts, temp_bytes, blks_hit, blks_read,
            pg_database_size(current_database())
@@ -74,6 +76,8 @@ class PostgresCollector:
         up.add_metric([], 1)
         yield up
         yield from families
+        if (primary := database_backend.primary()) is not None:
+            yield from _primary_families(primary)
 
     def _connection(self) -> BaseDatabaseWrapper:
         """The collector's own DatabaseWrapper for `default`: not Django's per-thread one."""
@@ -93,6 +97,22 @@ class PostgresCollector:
         self._lock.acquire()
         if self._database is not None:
             self._database.close()
+
+
+def _primary_families(primary: dict):
+    """Which server the collector found taking writes, and since when: a failover shows here."""
+    host = GaugeMetricFamily(
+        "keepnotes_postgres_primary",
+        "1 for the server the app connected to (the primary, with several hosts).",
+        labels=["host"],
+    )
+    host.add_metric([primary["host"]], 1)
+    yield host
+    yield GaugeMetricFamily(
+        "keepnotes_postgres_primary_since_timestamp_seconds",
+        "When the app first connected to that server (Unix time): the last failover, if any.",
+        primary["since"],
+    )
 
 
 def _families(cursor):

@@ -179,6 +179,15 @@ def _start_once(
                 str(port),
                 "-c",
                 f"listen_addresses={listen_addresses}",
+                # A folder restored from a cluster member's base backup (Patroni's) has a
+                # postgresql.conf that names that node's files and standbys: this server uses
+                # its own folder's files, and runs alone (no standby would confirm a commit).
+                "-c",
+                f"hba_file={pgdata / 'pg_hba.conf'}",
+                "-c",
+                f"ident_file={pgdata / 'pg_ident.conf'}",
+                "-c",
+                "synchronous_standby_names=",
                 # Durability is the point of this project: never trade it for speed.
                 "-c",
                 "fsync=on",

@@ -1,9 +1,11 @@
-"""What runs beside django-tasks-db's worker loop, on a thread of its own: the liveness lock,
-queueing again the tasks of dead workers, the periodic schedules, and their runs (the
+"""The task worker: django-tasks-db's loop, and beside it, on a thread of its own, the liveness
+lock, queueing again the tasks of dead workers, the periodic schedules, and their runs (the
 housekeeping queue, which the loop does not take: a purge never waits behind a long import).
 
 The thread keeps its own connection (the worker loop closes its own between polls, which
-would drop the lock).
+would drop the lock). Both outlive the database going away (a failover, a restart): the thread
+takes the lock again on the server it reconnects to, and the loop waits for that before it
+claims anything again. A task cut off that way is queued again, not failed (tasks/liveness.py).
 """
 
 import logging
@@ -12,7 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+from django.core.exceptions import SuspiciousOperation
 from django.db import DatabaseError, connection, transaction
+from django_tasks_db.compat import TaskContext, task_finished, task_started
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 
@@ -60,6 +64,9 @@ class Housekeeper(threading.Thread):
         if not self.holds_lock.is_set():
             if not liveness.hold_worker_lock(self.worker_id):
                 raise DatabaseError(f"worker id {self.worker_id} is in use by another worker")
+            # A housekeeping task this thread ran when the database went away is still RUNNING
+            # under this id, which no other worker would queue again (this one is alive).
+            liveness.requeue_own(worker_id=self.worker_id, housekeeping=True)
             self.holds_lock.set()
         liveness.requeue_orphans(except_worker=self.worker_id)
         periodic.enqueue_due()
@@ -73,7 +80,9 @@ def run_housekeeping(worker_id: str) -> int:
     (liveness.py). Not by django-tasks-db's Worker.run, which closes the thread's connection
     between polls, and with it the liveness lock.
     """
-    runner = Worker(
+    # Only its run_task is used: the database going away is no task's failure (TaskLoop).
+    runner = TaskLoop(
+        holds_lock=threading.Event(),
         queue_names=[periodic.HOUSEKEEPING_QUEUE],
         interval=0,
         batch=True,
@@ -95,3 +104,74 @@ def run_housekeeping(worker_id: str) -> int:
             result.claim(worker_id)
         runner.run_task(result)
         ran += 1
+
+
+class TaskLoop(Worker):
+    """django-tasks-db's worker loop, which claims tasks only while the housekeeper holds this
+    worker's lock, and outlives the database going away.
+
+    django-tasks-db's own loop exits on such an error, leaving its task RUNNING for the next
+    worker; and when the database is back by the time the error is handled (a switchover, a
+    restart), it marks the task FAILED: an import cut off so never finishes.
+    This one waits until the lock is held again (on the server the housekeeper reconnected to),
+    queues again what it was running, and goes on.
+    """
+
+    def __init__(self, *, holds_lock: threading.Event, **options):
+        super().__init__(**options)
+        self.holds_lock = holds_lock
+        self.cut_off = False
+
+    def run(self) -> None:
+        while self.running:
+            # No task is claimed before the lock is held: else a peer could requeue it at once.
+            if not self.holds_lock.wait(timeout=1):
+                continue
+            try:
+                if self.cut_off:
+                    # Its own: no other worker would (this one is alive), and a claim whose
+                    # commit went through unanswered is one too.
+                    liveness.requeue_own(worker_id=self.worker_id)
+                    self.cut_off = False
+                super().run()
+                return
+            except DatabaseError as error:
+                if not liveness.lost_database(error):
+                    raise
+                logger.warning("Task worker: %s; waiting for the database", first_line(error))
+                connection.close()
+                self.cut_off = True
+                # The housekeeper's connection went to the same server: its next tick takes the
+                # lock again, on whichever server answers now.
+                self.holds_lock.clear()
+
+    def run_task(self, db_task_result: DBTaskResult) -> None:
+        """django-tasks-db's, except that the database going away is not the task's failure: the
+        error goes up to run(), which queues the task again."""
+        try:
+            self.running_task = True
+            task = db_task_result.task
+            task_result = db_task_result.task_result
+            backend = task.get_backend()
+            task_started.send(sender=backend, task_result=task_result)
+            args, kwargs = task_result.args, task_result.kwargs
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=task_result), *args, **kwargs)
+            else:
+                value = task.call(*args, **kwargs)
+            db_task_result.set_successful(value)
+            task_finished.send(sender=backend, task_result=db_task_result.task_result)
+        except BaseException as error:
+            if liveness.lost_database(error):
+                raise
+            db_task_result.set_failed(error)
+            try:
+                sender = type(db_task_result.task.get_backend())
+                task_result = db_task_result.task_result
+            except (ImportError, SuspiciousOperation):
+                logger.exception("Task id=%s failed unexpectedly", db_task_result.id)
+            else:
+                task_finished.send(sender=sender, task_result=task_result)
+        finally:
+            self.running_task = False
+            self._run_tasks += 1

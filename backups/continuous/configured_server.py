@@ -33,6 +33,7 @@ class ConfiguredServer:
             password=environ.get("PGPASSWORD"),
             dbname=dbname or environ.get("PGDATABASE"),
             sslmode=environ.get("PGSSLMODE"),
+            target_session_attrs=environ.get("PGTARGETSESSIONATTRS"),
             connect_timeout=connect_timeout,
             **kwargs,
         )

@@ -194,9 +194,16 @@ class LocalSource:
         return self.archive.newest_wal_time()
 
     def timeline(self, base: BaseBackup, target: datetime | None) -> int:
-        """The base backup's own, which is the branch's: 'latest' would follow the newest
-        timeline recovery can see, another branch's once every history file is there."""
-        return base.timeline
+        """The newest of the base backup's chain, which is the branch's: 'latest' would follow
+        the newest timeline recovery can see, another branch's once every history file is there.
+        A chain holds more than one when the server it protects failed over (a cluster's standby
+        promoted): pg_receivewal followed the new primary's timeline into the same chain."""
+        names = [
+            path.name.removesuffix(".partial")
+            for path in self.archive.wal_dir(base.chain).iterdir()
+        ]
+        followed = [xlog.decode_segment_name(name)[0] for name in names if xlog.is_wal_file(name)]
+        return max([base.timeline, *followed])
 
     def check(self, base: BaseBackup, say: Say) -> None:
         say(f"Checking base backup {base.name} (pg_verifybackup)")

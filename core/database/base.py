@@ -13,12 +13,34 @@ alike; `connect_timeout` and TCP keep-alives are the defence there.
 """
 
 import select
+import threading
+import time
 
 from django.db.backends.postgresql import base
 from psycopg.pq import TransactionStatus
 
+# The server this process last connected to, and since when (Unix time). With several hosts in
+# DATABASE_URL, libpq keeps the one that takes writes, so this is the primary as this process
+# found it: /readyz and the metrics report it, and a failover shows as a new host and time.
+_primary: dict = {}
+_primary_lock = threading.Lock()
+
+
+def primary() -> dict | None:
+    """{"host": "address:port", "since": unix time} of the last server connected to, or None."""
+    with _primary_lock:
+        return dict(_primary) or None
+
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_new_connection(self, conn_params):
+        connection = super().get_new_connection(conn_params)
+        host = f"{connection.info.host}:{connection.info.port}"
+        with _primary_lock:
+            if _primary.get("host") != host:
+                _primary.update(host=host, since=time.time())
+        return connection
+
     def is_usable(self) -> bool:
         connection = self.connection
         if connection is None or connection.closed or connection.broken:

@@ -319,6 +319,11 @@ def test_postgresql_is_a_three_instance_cloudnativepg_cluster(target):
     assert spec["storage"]["size"]
 
 
+def test_production_acknowledges_a_commit_only_once_a_standby_has_it():
+    synchronous = only(render("overlays/prod"), "Cluster")["spec"]["postgresql"]["synchronous"]
+    assert synchronous == {"method": "any", "number": 1, "dataDurability": "required"}
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_reads_go_to_the_clusters_standbys(target):
     docs = render(target)

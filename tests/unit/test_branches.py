@@ -83,6 +83,23 @@ def test_branches_name_their_fork_and_when_they_were_served(tmp_path):
     assert found[2].served_from == START + timedelta(hours=5)
 
 
+def test_recovery_follows_the_failovers_of_its_own_chain_and_no_other_branch(tmp_path):
+    """A cluster's failovers go on in the chain that protected it (pg_receivewal followed the
+    promoted standby's timeline); a restore's branch is another chain, never followed."""
+    archive = layout(tmp_path)
+    first = archive.wal_dir("20261201T000000Z")
+    (first / "000000050000000000000004.partial").write_bytes(b"wal")
+    (first / "00000005.history").write_text("1\t0/3000400\tno recovery target specified\n")
+    source = LocalSource(archive)
+    timelines = {backup.chain: source.timeline(backup, None) for backup in archive.base_backups()}
+    assert timelines == {
+        "20261201T000000Z": 5,
+        "20261201T020000Z": 2,
+        "20261201T040000Z": 3,
+        "20261201T060000Z": 2,
+    }
+
+
 def test_recovery_gets_the_wal_from_the_base_backups_first_segment_on(tmp_path):
     archive = Archive(tmp_path / "backups")
     chain(archive, "20261201T000000Z", 2, 1, "1\t0/3000100\tbefore ...\n")  # starts at ...03

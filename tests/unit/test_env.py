@@ -7,6 +7,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from core import env
+from core.database.base import DatabaseWrapper
 from tests.support.keys import GOOD_KEY
 
 
@@ -36,12 +37,35 @@ def test_database_url_hosts_keep_their_spelling(url, host):
     assert env.parse_database_url(url)["HOST"] == host
 
 
+def test_database_url_may_name_several_hosts_as_libpq_does():
+    db = env.parse_database_url(
+        "postgresql://app:pw@db1.example:5433,[::1],%2Frun%2Fpg:6000/notes"
+        "?target_session_attrs=read-write"
+    )
+    assert (db["HOST"], db["PORT"]) == ("db1.example,::1,/run/pg", "5433,5432,6000")
+    assert (db["USER"], db["PASSWORD"], db["NAME"]) == ("app", "pw", "notes")
+    assert db["OPTIONS"] == {"target_session_attrs": "read-write"}
+
+
+def test_several_hosts_reach_libpq_as_its_lists():
+    """The backend hands psycopg libpq's host and port lists, which it tries in turn."""
+    db = env.parse_database_url("postgres://u:p@h1:5433,h2:5434/n?target_session_attrs=read-write")
+    wrapper = DatabaseWrapper({**db, "ENGINE": "core.database", "TIME_ZONE": None}, "default")
+    params = wrapper.get_connection_params()
+    assert (params["host"], params["port"], params["target_session_attrs"]) == (
+        "h1,h2",
+        "5433,5434",
+        "read-write",
+    )
+
+
 @pytest.mark.parametrize(
     ("url", "complaint"),
     [
         ("mysql://u@h/db", "postgres://"),
         ("postgres://u@h", "names no database"),
         ("postgres://u@h:notaport/db", "invalid port"),
+        ("postgres://u@h1:5432,h2:99999/db", "invalid port"),
     ],
 )
 def test_bad_database_url_is_refused_clearly(url, complaint):

@@ -1,10 +1,13 @@
-"""Periodic schedules and the re-queueing of dead workers' tasks, on the database, no worker."""
+"""Periodic schedules, the re-queueing of dead workers' tasks and of tasks cut off by the database
+going away, on the database, no worker process."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
-from django.db import connections
-from django.tasks import TaskResultStatus
+from django.db import OperationalError, ProgrammingError, connections
+from django.tasks import TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
 from idempotency.tasks import purge_expired_idempotency_keys
@@ -80,3 +83,65 @@ def test_periodic_runs_go_to_the_housekeeping_queue_which_the_housekeeper_runs(m
     assert (run.status, run.worker_ids) == (TaskResultStatus.SUCCESSFUL, ["worker-1"])
     assert DBTaskResult.objects.get(id=other_work.id).status == TaskResultStatus.READY
     assert worker.run_housekeeping("worker-1") == 0
+
+
+@task
+def cut_off_by_the_database() -> None:
+    # As Django raises it for a connection libpq found closed (no SQLSTATE).
+    raise OperationalError("server closed the connection unexpectedly") from (
+        psycopg.OperationalError("server closed the connection unexpectedly")
+    )
+
+
+@task
+def failing() -> None:
+    raise ValueError("the task's own fault")
+
+
+def test_only_an_ended_session_counts_as_the_database_going_away():
+    other = connections.create_connection("default")
+    try:
+        with pytest.raises(OperationalError) as timeout, other.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 1")
+            cursor.execute("SELECT pg_sleep(1)")
+        with pytest.raises(ProgrammingError) as mistake, other.cursor() as cursor:
+            cursor.execute("SELECT no_such_column FROM no_such_table")
+        with pytest.raises(OperationalError) as ended, other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    finally:
+        other.close()
+    assert not liveness.lost_database(timeout.value)
+    assert not liveness.lost_database(mistake.value)
+    assert liveness.lost_database(ended.value)
+
+
+def loop(worker_id: str) -> worker.TaskLoop:
+    return worker.TaskLoop(
+        holds_lock=threading.Event(),
+        queue_names=["default"],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=worker_id,
+        excluded_queue_names=[],
+    )
+
+
+def test_a_task_cut_off_by_the_database_going_away_is_queued_again_not_failed():
+    cut, failed = cut_off_by_the_database.enqueue(), failing.enqueue()
+    for result in (cut, failed):
+        claimed = DBTaskResult.objects.get(id=result.id)
+        claimed.claim("worker-1")
+        if result is cut:
+            with pytest.raises(OperationalError):
+                loop("worker-1").run_task(claimed)  # up to its run(), which waits, then:
+            assert liveness.requeue_own(worker_id="worker-2") == 0
+            assert liveness.requeue_own(worker_id="worker-1") == 1
+        else:
+            loop("worker-1").run_task(claimed)
+
+    statuses = {str(id): status for id, status in DBTaskResult.objects.values_list("id", "status")}
+    assert statuses[cut.id] == TaskResultStatus.READY
+    assert statuses[failed.id] == TaskResultStatus.FAILED

@@ -1,11 +1,12 @@
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.utils.module_loading import autodiscover_modules
 from django_tasks_db.management.commands import db_worker
 
 from core import env
-from tasks.worker import Housekeeper
+from tasks.worker import Housekeeper, TaskLoop
 
 
 class Command(db_worker.Command):
@@ -19,6 +20,12 @@ class Command(db_worker.Command):
         parser.set_defaults(interval=settings.TASK_POLL_SECONDS, reload=False)
 
     def handle(self, *args, **options):
+        queue_names = options["queue_name"].split(",")
+        excluded = options["exclude_queues"].split(",") if options["exclude_queues"] else []
+        if excluded and "*" not in queue_names:
+            raise CommandError("--exclude-queues can only be used with --queue-name=*")
+        if options["reload"]:
+            raise CommandError("task_worker does not reload on code changes: restart it.")
         autodiscover_modules("tasks")  # registers every app's periodic schedules
         # Set by serve (server/task_workers.py): a worker does not outlive the serve it is for.
         parent = env.get_int("TASK_WORKER_PARENT_PID", 0) or None
@@ -30,7 +37,18 @@ class Command(db_worker.Command):
             heartbeat_file=Path(heartbeat) if heartbeat else None,
         )
         housekeeper.start()
-        # No task is claimed before the lock is held: else a peer could requeue it at once.
-        while not housekeeper.holds_lock.wait(timeout=1):
-            pass
-        super().handle(*args, **options)
+        self.configure_logging(options["verbosity"])
+        # django-tasks-db's loop, made to outlive the database going away (tasks/worker.py).
+        loop = TaskLoop(
+            holds_lock=housekeeper.holds_lock,
+            queue_names=queue_names,
+            excluded_queue_names=excluded,
+            interval=options["interval"],
+            batch=options["batch"],
+            backend_name=options["backend_name"],
+            startup_delay=options["startup_delay"],
+            max_tasks=options["max_tasks"],
+            worker_id=options["worker_id"],
+        )
+        loop.configure_signals()
+        loop.run()
