@@ -29,7 +29,7 @@ from tests.support.front_door import (
 )
 from tests.support.processes import Server
 
-SLOW_READERS = 60
+SLOW_READERS = 150
 # The API docs page's script: about 1.4 MB, ten to a connection.
 LARGE_RESPONSE = "/static/ninja/swagger-ui-bundle.js"
 ANSWER_WITHIN = 0.2  # seconds, for /readyz and a read-one while the slow readers wait
