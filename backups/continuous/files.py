@@ -154,7 +154,7 @@ class FilesRestore:
     checked: bool = False
 
     def check_server(self, server: DataFolderServer) -> None:
-        """For point_in_time.recover: the recovered server runs, the data folder is untouched."""
+        """For recovery.recover: the recovered server runs, the data folder is untouched."""
         with server.connect(dbname=server.connection_settings()["NAME"]) as connection:
             self.check_names(names_in(connection))
 

@@ -15,12 +15,8 @@ import psycopg
 from psycopg import sql
 
 from backups.continuous.archive import Archive
-from backups.continuous.point_in_time import (
-    LocalSource,
-    newest_base,
-    recover,
-    write_recovery_settings,
-)
+from backups.continuous.point_in_time import LocalSource, newest_base
+from backups.continuous.recovery import recover, write_recovery_settings
 from backups.errors import BackupError
 from core.env import private_folder
 from core.say import Say

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from backups.continuous.archive import Archive
 from backups.continuous.branches import branches
-from backups.continuous.point_in_time import RESTORE_WAL, LocalSource
+from backups.continuous.point_in_time import LocalSource
+from backups.continuous.recovery import RESTORE_WAL
 
 START = datetime(2026, 12, 1, tzinfo=UTC)
 

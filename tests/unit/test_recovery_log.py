@@ -6,7 +6,7 @@ the scratch server to start takes only a refused connection for "not yet".
 
 import pytest
 
-from backups.continuous.point_in_time import TargetNotReached, _answers, stopped_error
+from backups.continuous.recovery import TargetNotReached, _answers, stopped_error
 from pgembedded.postgres import EmbeddedPostgres
 
 TARGET_NOT_REACHED = """\
