@@ -1,10 +1,8 @@
 """One run, phase by phase: start-up, seeding, references, warm-up, the measured load, restart."""
 
-import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,11 +14,11 @@ from pathlib import Path
 from bench import downloads, slow_clients
 from bench.answers import check_read_one
 from bench.bolt_peer import launch as bolt_peer
+from bench.circumstances import describe_server, git_revision, load_average
 from bench.drf_peer import launch as drf_peer
 from bench.errors import BenchError
 from bench.load import pgbench_prepare, run_pgbench, run_wrk, write_dataset
 from bench.processes import (
-    REPO,
     Server,
     child_environment,
     cpu_seconds,
@@ -363,40 +361,3 @@ def leave_database() -> None:
         from pgembedded.postgres import for_data_dir
 
         for_data_dir(settings.DATA_DIR).leave()
-
-
-def describe_server(name: str, production_environ: dict) -> dict:
-    if name == "runserver":
-        return {"server": "django runserver (threaded)", "CONN_MAX_AGE": 0}
-    if name == "drf":
-        return drf_peer.describe()
-    if name == "bolt":
-        return bolt_peer.describe()
-    done = subprocess.run(
-        [sys.executable, "-c", "from bench.serverinfo import main; main()"],
-        cwd=REPO,
-        env=production_environ,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        return {"error": done.stderr.strip()[-500:]}
-
-
-def git_revision() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    )
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True)
-    revision = done.stdout.strip() or "unknown"
-    return revision + ("+changes" if dirty.stdout.strip() else "")
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [float(part) for part in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return None

@@ -18,16 +18,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.circumstances import git_revision, load_average
 from bench.errors import BenchError
 from bench.load import LUA_DIR, require_wrk, write_dataset, wrk_result
-from bench.phases import (
-    git_revision,
-    join_database,
-    load_average,
-    measure_in_scratch,
-    publish,
-    say,
-)
+from bench.phases import join_database, measure_in_scratch, publish, say
 from bench.processes import Server, child_environment, environment_assignment, postgres_pid
 from bench.soak_memory import describe_groups, sample_memory
 from bench.soak_report import growth, write_reports
