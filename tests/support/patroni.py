@@ -24,22 +24,12 @@ import yaml
 
 from core.processes import process_alive
 from pgembedded.programs import binaries, run_as_unprivileged_prefix
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until
 
 # As low as Patroni allows (it refuses a ttl below 20 s, a loop_wait below 1 s): the leader key
 # outlives a dead leader by up to `ttl`, which is most of a failover's time.
 DCS_TIMING = {"ttl": 20, "loop_wait": 1, "retry_timeout": 5}
 DATABASE = "keepnotes"
-
-
-def wait_until(condition, *, timeout: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def _environment() -> dict:
@@ -73,7 +63,7 @@ class Etcd:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_until(self._healthy, timeout=30, what="etcd answering")
+        wait_until(self._healthy, timeout=30, what="etcd answering", every=0.1)
 
     def _healthy(self) -> bool:
         try:
@@ -232,7 +222,10 @@ class Node:
         if self.process is not None:
             self.process.wait(timeout=30)
         wait_until(
-            lambda: not any(map(process_alive, children)), timeout=30, what="its backends ending"
+            lambda: not any(map(process_alive, children)),
+            timeout=30,
+            what="its backends ending",
+            every=0.1,
         )
         return killed_at
 
@@ -314,7 +307,7 @@ class Cluster:
             leader = self.leader()
             return leader if leader is not None and leader is not other_than else None
 
-        return wait_until(found, timeout=timeout, what="a primary")
+        return wait_until(found, timeout=timeout, what="a primary", every=0.1)
 
     def patch_config(self, change: dict) -> None:
         """Change the cluster-wide configuration in the store (`patronictl edit-config`)."""
@@ -346,7 +339,7 @@ class Cluster:
                 return False
             return not self.synchronous or any(m["role"] == "sync_standby" for m in members)
 
-        wait_until(streaming, timeout=timeout, what=f"{count} replicas streaming", every=0.2)
+        wait_until(streaming, timeout=timeout, what=f"{count} replicas streaming")
 
     def database_url(self) -> str:
         """All nodes in one libpq URL; libpq finds the one that takes writes."""

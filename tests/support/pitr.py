@@ -102,15 +102,6 @@ def stored_titles(data_dir: Path) -> Counter:
     return Counter(title for (title,) in rows)
 
 
-def wait_until(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def wait_for_base_backup(archive_dir: Path, timeout: float = 30) -> Path:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -26,6 +26,18 @@ REPO = Path(__file__).resolve().parents[2]
 SUPERUSER = {"username": "founder", "password": "a-long-and-unguessable-passphrase"}
 
 
+def wait_until(condition, what: str, *, timeout: float = 60, every: float = 0.2):
+    """Call `condition` every `every` s until it returns something true, and return that; an
+    AssertionError naming `what` once `timeout` s have gone by."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
 def command_env(data_dir: Path, **extra: str) -> dict:
     return child_environment(data_dir, **{"WEB_CONCURRENCY": "2", **extra})
 

@@ -2,10 +2,9 @@
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
-from tests.support.processes import manage
+from tests.support.processes import manage, wait_until
 
 
 def shell_json(data_dir: Path, code: str, **extra: str):
@@ -26,13 +25,8 @@ def task_status(data_dir: Path, task_id: str) -> list[str]:
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout} s")
+    """processes.wait_until, with the arguments in the order the task tests give them."""
+    return wait_until(condition, what=what, timeout=timeout, every=interval)
 
 
 def worker_pids(serve_pid: int) -> list[int]:

@@ -38,8 +38,8 @@ import pytest
 from backups.continuous.protection import APPLICATION, SLOT
 from pgembedded.postgres import EmbeddedPostgres
 from tests.support.databases import SECRET_KEY
-from tests.support.patroni import DATABASE, Cluster, Node, wait_until
-from tests.support.processes import REPO, Server, command_env, free_port, manage
+from tests.support.patroni import DATABASE, Cluster, Node
+from tests.support.processes import REPO, Server, command_env, free_port, manage, wait_until
 
 WRITERS = 4
 # Writes acknowledged before the kill, and after the first one on the new primary.

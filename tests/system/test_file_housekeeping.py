@@ -15,8 +15,8 @@ from tests.support.file_drills import (
     stored_name,
     upload_acked,
 )
-from tests.support.pitr import power_cut, wait_for_base_backup, wait_until
-from tests.support.processes import Server
+from tests.support.pitr import power_cut, wait_for_base_backup
+from tests.support.processes import Server, wait_until
 
 QUICK_HOUSEKEEPING = {
     "BACKUP_DIR": "",

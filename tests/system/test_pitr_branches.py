@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from barman import xlog
 
-from tests.support.pitr import Writers, lose_folder, stored_titles, wait_until
-from tests.support.processes import Server, manage
+from tests.support.pitr import Writers, lose_folder, stored_titles
+from tests.support.processes import Server, manage, wait_until
 from tests.support.seaweedfs import SeaweedFS, running_store
 
 BUCKET = "keepnotes-branches"

@@ -18,8 +18,8 @@ from tests.support.file_drills import (
     stored_name,
     upload_acked,
 )
-from tests.support.pitr import lose_folder, power_cut, wait_for_base_backup, wait_until
-from tests.support.processes import Server, manage
+from tests.support.pitr import lose_folder, power_cut, wait_for_base_backup
+from tests.support.processes import Server, manage, wait_until
 
 
 def iso(moment: float) -> str:

@@ -17,8 +17,8 @@ from barman import xlog
 from backups.continuous.offsite import OffSite
 from backups.errors import BackupError
 from tests.support.file_drills import delete, make_note, store_files, stored_name, upload_acked
-from tests.support.pitr import Writers, lose_folder, power_cut, stored_titles, wait_until
-from tests.support.processes import Server, manage
+from tests.support.pitr import Writers, lose_folder, power_cut, stored_titles
+from tests.support.processes import Server, manage, wait_until
 from tests.support.seaweedfs import running_store
 
 BUCKET = "keepnotes-backups"
