@@ -81,17 +81,7 @@ def run_housekeeping(worker_id: str) -> int:
     between polls, and with it the liveness lock.
     """
     # Only its run_task is used: the database going away is no task's failure (TaskLoop).
-    runner = TaskLoop(
-        holds_lock=threading.Event(),
-        queue_names=[periodic.HOUSEKEEPING_QUEUE],
-        interval=0,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id=worker_id,
-        excluded_queue_names=[],
-    )
+    runner = task_runner(worker_id=worker_id, queue_name=periodic.HOUSEKEEPING_QUEUE)
     ran = 0
     while True:
         with transaction.atomic():
@@ -175,3 +165,19 @@ class TaskLoop(Worker):
         finally:
             self.running_task = False
             self._run_tasks += 1
+
+
+def task_runner(*, worker_id: str, queue_name: str) -> TaskLoop:
+    """A TaskLoop for its run_task alone, on tasks claimed by the caller: no lock to wait for,
+    no polling, no start-up delay."""
+    return TaskLoop(
+        holds_lock=threading.Event(),
+        queue_names=[queue_name],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=worker_id,
+        excluded_queue_names=[],
+    )

@@ -1,7 +1,6 @@
 """Periodic schedules, the re-queueing of dead workers' tasks and of tasks cut off by the database
 going away, on the database, no worker process."""
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -116,17 +115,7 @@ def test_only_an_ended_session_counts_as_the_database_going_away():
 
 
 def loop(worker_id: str) -> worker.TaskLoop:
-    return worker.TaskLoop(
-        holds_lock=threading.Event(),
-        queue_names=["default"],
-        interval=0,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id=worker_id,
-        excluded_queue_names=[],
-    )
+    return worker.task_runner(worker_id=worker_id, queue_name="default")
 
 
 def test_a_task_cut_off_by_the_database_going_away_is_queued_again_not_failed():
