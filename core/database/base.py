@@ -16,6 +16,7 @@ import select
 import threading
 import time
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.postgresql import base
 from psycopg.pq import TransactionStatus
 
@@ -35,6 +36,8 @@ def primary() -> dict | None:
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)
+        if self.alias != DEFAULT_DB_ALIAS:
+            return connection  # a read replica's (same backend): not where writes go
         host = f"{connection.info.host}:{connection.info.port}"
         with _primary_lock:
             if _primary.get("host") != host:

@@ -5,6 +5,8 @@ import time
 import pytest
 from django.db import connection, connections
 
+from core.database import base as database_base
+
 
 @pytest.fixture
 def kept():
@@ -65,3 +67,21 @@ def test_a_connection_inside_a_failed_transaction_is_not_usable(kept):
     assert not kept.is_usable(), "its next query would fail: Django's SELECT 1 says so too"
     kept.connection.rollback()
     assert kept.is_usable()
+
+
+@pytest.mark.django_db
+def test_only_the_default_database_is_reported_as_the_primary(monkeypatch):
+    """A read replica uses the same backend: connecting to it must not make it the primary."""
+    elsewhere = {"host": "elsewhere:5432", "since": 1.0}
+    monkeypatch.setattr(database_base, "_primary", dict(elsewhere))
+    settings_dict = connections["default"].settings_dict
+
+    for alias in ("replica_1", "default"):
+        wrapper = database_base.DatabaseWrapper(settings_dict, alias)
+        # The backend's own step, without Django's connection_created receivers (which look the
+        # alias up in DATABASES, where the tests configure no replica).
+        wrapper.get_new_connection(wrapper.get_connection_params()).close()
+        if alias != "default":
+            assert database_base.primary() == elsewhere
+
+    assert database_base.primary()["host"] != "elsewhere:5432"
