@@ -24,9 +24,8 @@ PORT = 5432  # of the restore's own server: a private socket, no TCP
 @dataclass(frozen=True)
 class MountedDataFolder:
     pgdata: Path
-    settings_dict: dict[
-        str, Any
-    ]  # the configured server's (DB_HOST...): who it is, and whether it runs
+    # The configured server's (DB_HOST...): who it is, and whether it runs.
+    settings_dict: dict[str, Any]
 
     @property
     def data_dir(self) -> Path:
