@@ -6,7 +6,7 @@ PostgreSQL in DATA_DIR and keeps a generated secret key there: nothing to config
 Kept as one file although it is long, on purpose: every setting and the variable it is read from
 are in one place, in the order Django needs them (the flags MIDDLEWARE depends on before it), and
 docs/configuration.md is tested against it. Its `# --` sections are the parts; a setting an app
-owns alone is read in that app's own conf.py (notes/conf.py), not here.
+owns alone is read in that app's own conf.py, not here.
 """
 
 import ipaddress
