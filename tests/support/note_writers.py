@@ -25,6 +25,7 @@ class Write:
     replayed: bool = False
     retry_after: str | None = None
     detail: str | None = None  # what a refusal said
+    answered_at: float | None = None  # time.monotonic() when the answer (or the failure) came
 
 
 def post_note(port: int, token: str, write: Write, timeout: float = 10) -> None:
@@ -48,6 +49,7 @@ def post_note(port: int, token: str, write: Write, timeout: float = 10) -> None:
         return
     finally:
         connection.close()
+        write.answered_at = time.monotonic()
     write.status = response.status
     write.replayed = response.getheader("Idempotent-Replayed") == "true"
     write.retry_after = response.getheader("Retry-After")
