@@ -52,7 +52,7 @@ def run_server(target: str, options: dict) -> None:
         where = {"uds": Path(options["app_socket"]), "uds_permissions": 0o600}
     else:
         where = {"address": options["host"].strip("[]"), "port": options["port"]}
-    Granian(
+    server = Granian(
         target,
         **where,
         interface=Interfaces.WSGI,
@@ -66,7 +66,16 @@ def run_server(target: str, options: dict) -> None:
         rss_sample_interval=options["rss_sample_seconds"],
         # A worker told to stop while still starting can wait forever (granian 2.8): cap it.
         workers_kill_timeout=10,
-    ).serve()
+    )
+    try:
+        server.serve()
+    except SystemExit as stopped:
+        # A stop signal sent to the whole process group (Ctrl-C in a terminal, systemd's
+        # default) reaches granian's workers too. On a busy machine one may exit before granian
+        # has told it to, which granian 2.8 counts as a crash and exits 1 for, though the stop
+        # was clean.
+        if not (server.interrupt_signal and stopped.code == 1):
+            raise
 
 
 def granian_logging() -> dict:
