@@ -1,6 +1,6 @@
 """Replicas starting at the same moment against an empty database migrate exactly once.
 
-Four `manage.py prepare` processes (the start sequence `serve` runs before gunicorn) start
+Four `manage.py prepare` processes (the start sequence `serve` runs before its web server) start
 together while the test holds the migration lock: all of them queue on it and none migrates
 until it is released; then exactly one applies the migrations and the others find them done.
 """
