@@ -38,7 +38,7 @@ import pytest
 from backups.continuous.protection import APPLICATION, SLOT
 from pgembedded.postgres import EmbeddedPostgres
 from tests.support.databases import SECRET_KEY
-from tests.support.patroni import DATABASE, Cluster, Node
+from tests.support.patroni import DATABASE, DCS_TIMING, Cluster, Node
 from tests.support.processes import REPO, Server, command_env, free_port, manage, wait_until
 
 WRITERS = 4
@@ -50,6 +50,11 @@ WRITES_AFTER = 20
 IMPORT_NOTES = 1000
 IMPORT_BATCH_SIZE = 10
 IMPORTERS = 2
+# The time to the first write is reported, not judged (docs/scaling.md has the runs' figures):
+# it is mostly Patroni's, whose leader key outlives a dead leader by up to its ttl, and whose
+# race for the key waited on the dead node's REST API for 6 s more in one run on a loaded
+# machine. This bound only catches an app that does not find the new primary by itself.
+RECOVERED_WITHIN = 2 * DCS_TIMING["ttl"]
 
 
 @pytest.fixture(scope="module")
@@ -365,7 +370,7 @@ def test_the_primary_dies_under_load_and_no_acknowledged_write_is_lost(
     acknowledged.update(figures.titles)
     outages.append(figures.outage)
     assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
-    assert figures.kill_to_first_write < 30
+    assert figures.kill_to_first_write < RECOVERED_WITHIN
     killed, first_write = figures.outage
     sent_before = sum(answered < killed for _, _, answered in imports.accepted.values())
     sent_during = sum(killed < asked < first_write for _, asked, _ in imports.accepted.values())
@@ -471,7 +476,7 @@ def test_the_old_primary_rejoins_and_a_second_failover_loses_nothing(cluster, ap
     figures, second = fail_over(cluster, app, hold_wal_then_kill(every_writer_waiting_on_a_standby))
     acknowledged.update(figures.titles)
     assert (figures.lost, figures.duplicates, figures.unexpected) == (0, 0, [])
-    assert figures.kill_to_first_write < 30
+    assert figures.kill_to_first_write < RECOVERED_WITHIN
     second.start()
     cluster.wait_for_replicas(2)
 
