@@ -4,7 +4,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.support.processes import manage, wait_until
+from tests.support.processes import manage
 
 
 def shell_json(data_dir: Path, code: str, **extra: str):
@@ -22,11 +22,6 @@ def task_status(data_dir: Path, task_id: str) -> list[str]:
         f"rows = T.objects.filter(id={task_id!r}); "
         "print(json.dumps(list(rows.values_list('status', flat=True))))",
     )
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
-    """processes.wait_until, with the arguments in the order the task tests give them."""
-    return wait_until(condition, what=what, timeout=timeout, every=interval)
 
 
 def worker_pids(serve_pid: int) -> list[int]:

@@ -8,8 +8,8 @@ flood still runs. The numbers are in docs/tasks.md ("Measured").
 
 import time
 
-from tests.support.processes import Server
-from tests.support.task_queue import shell_json, wait_for
+from tests.support.processes import Server, wait_until
+from tests.support.task_queue import shell_json
 
 FLOOD = 8
 NOTES = 10_000
@@ -55,11 +55,11 @@ def test_another_users_import_and_the_housekeeping_pass_a_flood_of_imports(tmp_p
     started = time.monotonic()
     assert status == 202, accepted
     path = f"/api/v1/imports/{accepted['id']}"
-    wait_for(
+    wait_until(
         lambda: server.request("GET", path, token=other)[1]["status"] == "done",
-        30,
         "the other user's import is done",
-        interval=0.01,
+        timeout=30,
+        every=0.01,
     )
     latency = time.monotonic() - started
     waiting = [p for p in flood if server.request("GET", p, token=founder)[1]["status"] != "done"]
@@ -68,7 +68,7 @@ def test_another_users_import_and_the_housekeeping_pass_a_flood_of_imports(tmp_p
     assert len(waiting) >= STILL_QUEUED, f"the flood was over too soon: {len(waiting)} left"
 
     purge = shell_json(data_dir, ENQUEUE_PURGE)
-    wait_for(
+    wait_until(
         lambda: (
             shell_json(
                 data_dir,
@@ -77,8 +77,8 @@ def test_another_users_import_and_the_housekeeping_pass_a_flood_of_imports(tmp_p
             )
             == "SUCCESSFUL"
         ),
-        30,
         "the purge ran",
+        timeout=30,
     )
     last = server.request("GET", flood[-1], token=founder)[1]
     assert last["status"] != "done", "the purge waited for the flood"

@@ -9,12 +9,11 @@ from contextlib import suppress
 
 import pytest
 
-from tests.support.processes import Server, manage
+from tests.support.processes import Server, manage, wait_until
 from tests.support.task_queue import (
     process_gone,
     shell_json,
     task_status,
-    wait_for,
     worker_pids,
 )
 
@@ -58,8 +57,8 @@ def test_a_task_enqueued_in_a_rolled_back_transaction_never_exists(data_dir, ser
     servers.append(server := Server(data_dir, **FAST))
     rolled_back, committed = shell_json(data_dir, ENQUEUE_ROLLED_BACK_AND_COMMITTED)
     assert task_status(data_dir, rolled_back) == []
-    assert wait_for(
-        lambda: task_status(data_dir, committed) == ["SUCCESSFUL"], 20, "the worker ran it"
+    assert wait_until(
+        lambda: task_status(data_dir, committed) == ["SUCCESSFUL"], "the worker ran it", timeout=20
     )
     status = manage(data_dir, "status")
     assert status.returncode == 0, status.stderr
@@ -70,22 +69,26 @@ def test_a_task_enqueued_in_a_rolled_back_transaction_never_exists(data_dir, ser
 
 def test_serve_runs_one_worker_by_default_restarts_it_and_none_when_told(data_dir, servers):
     servers.append(server := Server(data_dir, shipped=True, TASK_POLL_MILLISECONDS="50"))
-    [worker] = wait_for(lambda: worker_pids(server.process.pid), 20, "a task worker started")
+    [worker] = wait_until(
+        lambda: worker_pids(server.process.pid), "a task worker started", timeout=20
+    )
     os.kill(worker, signal.SIGKILL)
-    [again] = wait_for(
+    [again] = wait_until(
         lambda: [pid for pid in worker_pids(server.process.pid) if pid != worker],
-        20,
         "a dead worker is replaced",
+        timeout=20,
     )
     assert server.stop() == 0
     assert process_gone(again), "stopping serve stops its workers"
 
     # serve killed outright (no stop()): its worker does not outlive it.
     servers.append(killed := Server(data_dir, **FAST))
-    [orphan] = wait_for(lambda: worker_pids(killed.process.pid), 20, "a task worker started")
+    [orphan] = wait_until(
+        lambda: worker_pids(killed.process.pid), "a task worker started", timeout=20
+    )
     os.kill(killed.process.pid, signal.SIGKILL)
     killed.process.wait(timeout=10)
-    wait_for(lambda: process_gone(orphan), 10, "the orphaned worker exited")
+    wait_until(lambda: process_gone(orphan), "the orphaned worker exited", timeout=10)
     with suppress(ProcessLookupError):  # its web workers, unless they are gone already
         os.killpg(killed.process.pid, signal.SIGKILL)
 
@@ -118,12 +121,12 @@ def test_a_periodic_task_runs_once_per_period_with_two_workers(data_dir, servers
             data_dir, **{**FAST, "TASK_WORKERS": "2"}, HOUSEKEEPING_INTERVAL_SECONDS="1"
         )
     )
-    wait_for(lambda: len(worker_pids(server.process.pid)) == 2, 20, "two workers")
-    runs = wait_for(
+    wait_until(lambda: len(worker_pids(server.process.pid)) == 2, "two workers", timeout=20)
+    runs = wait_until(
         lambda: (found := shell_json(data_dir, PERIODIC_RUNS))["periods"] >= 4 and found,
-        30,
         "four periods went by",
-        interval=1,
+        timeout=30,
+        every=1,
     )
     assert server.stop() == 0
     # A period's row and its task commit together: one task per period, whatever the workers.

@@ -11,8 +11,8 @@ import signal
 from collections import Counter
 
 from pgembedded.postgres import EmbeddedPostgres
-from tests.support.processes import Server
-from tests.support.task_queue import shell_json, wait_for, worker_pids
+from tests.support.processes import Server, wait_until
+from tests.support.task_queue import shell_json, worker_pids
 
 NOTES = 3_000
 SETTINGS = {"TASK_WORKERS": "1", "TASK_POLL_MILLISECONDS": "50", "IMPORT_BATCH_SIZE": "10"}
@@ -45,7 +45,7 @@ def test_an_import_killed_midway_resumes_and_imports_every_note_once(tmp_path, s
         job = first.request("GET", path, token=token)[1]
         return 0 < job["imported"] < NOTES and job
 
-    progress = wait_for(midway, 30, "the import started", interval=0.01)
+    progress = wait_until(midway, "the import started", timeout=30, every=0.01)
     # Everything at once, as a power cut would: web (serve's group), the task worker (a session
     # of its own, server/task_workers.py) and the postmaster.
     postmaster = EmbeddedPostgres(data_dir).running_pid()
@@ -57,10 +57,10 @@ def test_an_import_killed_midway_resumes_and_imports_every_note_once(tmp_path, s
 
     servers.append(second := Server(data_dir, **SETTINGS))
     token = second.token()
-    done = wait_for(
+    done = wait_until(
         lambda: (job := second.request("GET", path, token=token)[1])["status"] == "done" and job,
-        60,
         "the import finished after the restart",
+        timeout=60,
     )
     assert done["imported"] == done["total"] == NOTES, (progress, done)
     # Killed mid-way, really: a second worker took the task over (tasks/liveness.py).
@@ -79,11 +79,11 @@ def test_stopping_serve_lets_the_running_import_finish(tmp_path, servers):
     status, accepted = server.request("POST", "/api/v1/imports", {"notes": notes}, token)
     assert status == 202, accepted
     path = f"/api/v1/imports/{accepted['id']}"
-    wait_for(
+    wait_until(
         lambda: 0 < server.request("GET", path, token=token)[1]["imported"] < len(notes),
-        30,
         "the import started",
-        interval=0.01,
+        timeout=30,
+        every=0.01,
     )
 
     assert server.stop() == 0  # SIGTERM to the group, as Ctrl+C or `docker stop` would
