@@ -59,7 +59,7 @@ def test_acknowledged_notes_survive_sigkill_of_app_and_database(tmp_path, server
     # The front door outlives the app by a moment (it is told when its parent dies): a write in
     # flight then gets its 503, which, like a cut connection, leaves the outcome unknown.
     assert {write.status for write in refused} <= {503}, refused
-    unanswered = [write for write in writes if write.status != 201]
+    outcome_unknown = [write for write in writes if write.status != 201]
 
     second = Server(data_dir)
     servers.append(second)
@@ -70,10 +70,10 @@ def test_acknowledged_notes_survive_sigkill_of_app_and_database(tmp_path, server
     committed_unacknowledged = {
         note["title"]: note["id"] for note in notes if note["id"] not in acknowledged
     }
-    assert set(committed_unacknowledged) <= {write.title for write in unanswered}
+    assert set(committed_unacknowledged) <= {write.title for write in outcome_unknown}
 
-    # The writers retry what got no answer, with the same keys: nothing is written twice.
-    for write in unanswered:
+    # The writers retry what got no 201, with the same keys: nothing is written twice.
+    for write in outcome_unknown:
         post_note(second.port, token, write)
         assert write.status == 201, write
         if write.title in committed_unacknowledged:
@@ -87,7 +87,7 @@ def test_acknowledged_notes_survive_sigkill_of_app_and_database(tmp_path, server
     print(
         f"\ncrash safety: {len(acknowledged)} acknowledged, "
         f"{len(acknowledged.keys() & {note['id'] for note in notes})} found after the kill; "
-        f"{len(unanswered)} unanswered ({len(refused)} of them a 503 from the front door), "
+        f"{len(outcome_unknown)} unanswered or refused ({len(refused)} a 503 from the front), "
         f"of which {len(committed_unacknowledged)} had committed "
         f"(replayed on retry); {len(after_retries)} notes after retries for {len(writes)} writes"
     )
